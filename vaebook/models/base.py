@@ -1,0 +1,163 @@
+"""The interface every generative model in vaebook shares (VAEs, AE, RAE, WAE, ...).
+
+Evaluation code (``vaebook.metrics``, ``vaebook.posterior``) and the notebooks only use
+this interface, so a new model is one subclass plus one ``@register_model`` line.
+
+Shapes: images ``x`` are float tensors ``B×C×H×W`` in [0, 1]; latents ``z`` are ``B×d_z``.
+Loss units follow the paper: per-example sums over pixels/latent dimensions, averaged
+over the minibatch (nats for likelihood terms).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Posterior:
+    """Encoder output q(z|x) = N(mean, diag(var)); ``var is None`` for a deterministic encoder."""
+
+    mean: torch.Tensor
+    var: Optional[torch.Tensor] = None
+
+    def rsample(self, n: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n×B×d_z`` reparameterised samples (the mean repeated when deterministic)."""
+        m = self.mean.unsqueeze(0).expand(n, *self.mean.shape)
+        if self.var is None:
+            return m
+        eps = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+        return m + eps * self.var.sqrt().unsqueeze(0)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) summed over latent dims; ``z`` is ``K×B×d_z`` → ``K×B``."""
+        if self.var is None:
+            raise ValueError("a deterministic encoder has no density q(z|x)")
+        var = self.var.unsqueeze(0)
+        return -0.5 * (((z - self.mean.unsqueeze(0)) ** 2) / var + var.log() + math.log(2 * math.pi)).sum(-1)
+
+    def kl_to_standard_normal(self) -> torch.Tensor:
+        """Closed-form D_KL(q(z|x) || N(0, I)) per example (the regulariser of Eq. 3)."""
+        if self.var is None:
+            raise ValueError("KL to the prior is undefined for a deterministic encoder")
+        return 0.5 * (self.var + self.mean**2 - self.var.log() - 1.0).sum(-1)
+
+
+@dataclass
+class LossOutput:
+    """What ``model.loss`` returns: the scalar to minimise and named scalar terms for logging.
+
+    ``sigma2`` is the decoder variance the step implies (MLE value, trainable value or fixed
+    value; shape depends on the Σx parameterisation), detached, for logging and Table 3.
+    """
+
+    total: torch.Tensor
+    terms: dict = field(default_factory=dict)
+    sigma2: Optional[torch.Tensor] = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: ``name`` (what code and notebooks use), the paper's row ``label``,
+    the table ``group`` (``baseline`` / ``trainable_Sigma_x`` / ``proposed_MLE``, as in
+    ``vaebook.paper``) and the ``builder(arch, d_z=None, **kw) -> GenerativeModel``."""
+
+    name: str
+    label: str
+    group: str
+    builder: Callable
+    datasets: tuple = ("mnist", "celeba64", "celebahq128")
+
+
+MODEL_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, label: str, group: str = "baseline", datasets: tuple = ("mnist", "celeba64", "celebahq128"),
+                   **fixed_kwargs):
+    """Decorator for a model class or builder function: ``build_model(name, arch)`` then calls it as
+    ``builder(arch=arch, **fixed_kwargs, **user_kwargs)`` and sets ``model.label``."""
+
+    def deco(obj):
+        if name in MODEL_REGISTRY:
+            raise ValueError(f"model name {name!r} registered twice")
+
+        def builder(arch: str, **kw):
+            model = obj(arch=arch, **{**fixed_kwargs, **kw})
+            model.label = label
+            model.registry_name = name
+            return model
+
+        MODEL_REGISTRY[name] = ModelSpec(name, label, group, builder, tuple(datasets))
+        return obj
+
+    return deco
+
+
+def build_model(name: str, arch: str, **kwargs) -> "GenerativeModel":
+    """Build a registered model (e.g. ``build_model("mle-diag-d", "mnist")``)."""
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[name].builder(arch, **kwargs)
+
+
+class GenerativeModel(nn.Module):
+    """Base class: encode / decode / reconstruct / sample / interpolate / loss.
+
+    Subclasses set ``label`` (the paper's row label, e.g. ``"RAE-GP"``), ``has_prior``
+    (whether sampling from N(0, I) is meaningful) and ``has_likelihood`` (whether
+    :meth:`decoder_log_prob` exists, i.e. IWAE NLL can be computed).
+    """
+
+    label: str = "model"
+    registry_name: str = ""
+    has_prior: ClassVar[bool] = True
+    has_likelihood: ClassVar[bool] = False
+    stochastic_encoder: ClassVar[bool] = True
+
+    d_z: int
+
+    # -- to implement -------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> Posterior:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder mean image μθ(z) in [0, 1] (``B×C×H×W``)."""
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> LossOutput:
+        raise NotImplementedError
+
+    def decoder_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels; ``z`` is ``K×B×d_z`` → ``K×B``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no likelihood p(x|z)")
+
+    # -- shared ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """μθ(μφ(x)): decode the encoder mean."""
+        return self.decode(self.encode(x).mean)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Decode ``n`` draws from the prior N(0, I) (or the given latents ``z``)."""
+        if z is None:
+            if not self.has_prior:
+                raise ValueError(f"{self.label} has no prior to sample from; use vaebook.posterior (GMM / 2nd-stage VAE)")
+            dev = next(self.parameters()).device
+            z = torch.randn(n, self.d_z, generator=generator, device=dev)
+        return self.decode(z)
+
+    @torch.no_grad()
+    def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, ratio: torch.Tensor | float = 0.5) -> torch.Tensor:
+        """Decode the spherical interpolation (Section 6.2) between the encodings of ``x1`` and ``x2``."""
+        from vaebook.metrics.interpolation import slerp
+
+        z1, z2 = self.encode(x1).mean, self.encode(x2).mean
+        return self.decode(slerp(z1, z2, ratio))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,167 @@
+"""Gaussian VAEs: the Section-6 VAE with a generalised decoder variance (Sections 5–6) and the
+Section-4 VAE with one isotropic encoder variance σz² (Tables 1 and E.8)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from vaebook.models.base import GenerativeModel, LossOutput, Posterior, register_model
+from vaebook.nets import ARCHITECTURES, build_nets
+from vaebook.variance import DecoderVariance, build_variance
+
+
+class GaussianVAE(GenerativeModel):
+    """q(z|x) = N(μφ(x), diag σφ²(x)), p(z) = N(0, I), p(x|z) = N(μθ(z), Σx) (Eq. 2 with Σx of Table 2).
+
+    The loss is Eq. (7a): the variance module's reconstruction objective (Eq. 7b; for MLE Eq. 10)
+    plus the closed-form KL, in nats per example. The encoder's last layer outputs the mean and
+    log σφ² (``2·d_z`` units).
+    """
+
+    has_likelihood = True
+
+    def __init__(self, arch: str = "mnist", d_z: Optional[int] = None, variance: str = "iso-i", mode: str = "mle",
+                 value: float = 1.0, eps: float = 1e-6, n_samples: int = 1, beta: float = 1.0):
+        super().__init__()
+        spec = ARCHITECTURES[arch]
+        self.arch, self.x_shape = arch, spec.image_shape
+        self.d_z = spec.default_d_z if d_z is None else int(d_z)
+        self.variance: DecoderVariance = build_variance(variance, self.x_shape, mode=mode, value=value, eps=eps)
+        self.n_samples, self.beta = int(n_samples), float(beta)
+        self.encoder, self.decoder = build_nets(arch, self.d_z, enc_out=2 * self.d_z,
+                                                dec_channels=self.x_shape[0] + self.variance.head_channels())
+
+    def encode(self, x):
+        h = self.encoder(x)
+        mean, logvar = h.chunk(2, dim=-1)
+        return Posterior(mean, logvar.exp())
+
+    def _decode_all(self, z):
+        """``...×d_z`` → (mean image in [0,1], variance head or None)."""
+        lead = z.shape[:-1]
+        out = self.decoder(z.reshape(-1, self.d_z))
+        c = self.x_shape[0]
+        mean = torch.sigmoid(out[:, :c]).reshape(*lead, *self.x_shape)
+        head = out[:, c:].reshape(*lead, out.shape[1] - c, *self.x_shape[1:]) if out.shape[1] > c else None
+        return mean, head
+
+    def decode(self, z):
+        return self._decode_all(z)[0]
+
+    def loss(self, x, generator=None):
+        q = self.encode(x)
+        z = q.rsample(self.n_samples, generator)
+        mu, head = self._decode_all(z)
+        v = self.variance(x, mu, head)
+        kl = q.kl_to_standard_normal().mean()
+        total = v.rec + self.beta * kl
+        mse = ((x.unsqueeze(0) - mu) ** 2).flatten(2).sum(-1).mean()
+        return LossOutput(total, {"loss": total.detach(), "rec": v.rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
+                                  "sigma2_mean": v.sigma2.mean()}, v.sigma2)
+
+    def eval_sigma2(self, x: torch.Tensor, mu: torch.Tensor, head: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The Σx used to evaluate p(x|z) outside training (IWAE NLL).
+
+        fixed/trainable: the model's own value (or head). MLE -I shapes: the running (EMA) training estimate.
+        MLE -D shapes: the per-example estimate from the reconstruction of x itself, plus ε — the choice that
+        the paper's negative NLLs (Table 7) imply.
+        """
+        v = self.variance
+        if v.mode != "mle":
+            s2 = v.current(head)
+            return v._broadcast(s2, mu if mu.dim() == 5 else mu.unsqueeze(0))
+        if not v.dependent:
+            return v._broadcast(v.running_sigma2 + v.eps, mu if mu.dim() == 5 else mu.unsqueeze(0))
+        with torch.no_grad():
+            rec = self.reconstruct(x)
+            s2 = v.mle(((x - rec) ** 2).unsqueeze(0)) + v.eps
+        return v.expand(s2, x.shape[0]).unsqueeze(0)
+
+    def decoder_log_prob(self, x, z):
+        mu, head = self._decode_all(z)
+        return self.variance.log_prob(x, mu, self.eval_sigma2(x, mu, head))
+
+
+# --- registry: the VAE rows of Tables 4–7 ------------------------------------------------
+register_model("vae-gaussian", "VAE w/ Gaussian (sigma_x^2=1.0)", "baseline", variance="iso-i", mode="fixed",
+               value=1.0)(GaussianVAE)
+for _shape, _lab in [("iso-i", "Iso-I"), ("diag-i", "Diag-I"), ("iso-d", "Iso-D"), ("diag-d", "Diag-D")]:
+    register_model(f"trainable-{_shape}", _lab, "trainable_Sigma_x", variance=_shape, mode="trainable")(GaussianVAE)
+    register_model(f"mle-{_shape}", _lab, "proposed_MLE", variance=_shape, mode="mle")(GaussianVAE)
+
+
+class Section4VAE(GenerativeModel):
+    """Section 4's simplified VAE: q(z|x) = N(μφ(x), σz²·I) with ONE scalar σz², p(x|z) = N(μθ(z), σx²·I).
+
+    ``sigma_z2``: ``"learned"`` (Table 1, stochastic encoding; log σz² is a parameter initialised at
+    ``sigma_z2_init``), a positive float (fixed, Table E.8), or ``0`` (deterministic encoding: z = μφ(x),
+    no KL term is defined, the L2 term ‖μφ(x)‖²/2 of the KL is kept so the latent scale stays anchored).
+    ``sigma_x2``: a positive float (fixed, Table 1) or ``"mle"`` (Iso-I MLE, Table E.8).
+    Networks: Appendix D.1 (no batch-norm), encoder outputs only the mean.
+    """
+
+    has_likelihood = True
+
+    def __init__(self, arch: str = "d1", d_z: Optional[int] = None, sigma_x2="mle", sigma_z2="learned",
+                 sigma_z2_init: float = 1.0):
+        super().__init__()
+        spec = ARCHITECTURES[arch]
+        self.arch, self.x_shape = arch, spec.image_shape
+        self.d_z = spec.default_d_z if d_z is None else int(d_z)
+        if sigma_x2 == "mle":
+            self.variance = build_variance("iso-i", self.x_shape, mode="mle")
+        else:
+            if not float(sigma_x2) > 0:
+                raise ValueError(f"sigma_x2 must be 'mle' or a positive float, got {sigma_x2!r}")
+            self.variance = build_variance("iso-i", self.x_shape, mode="fixed", value=float(sigma_x2))
+        self.encoder, self.decoder = build_nets(arch, self.d_z, enc_out=self.d_z, dec_channels=self.x_shape[0])
+        if sigma_z2 == "learned":
+            self.log_sigma_z2 = nn.Parameter(torch.tensor(math.log(sigma_z2_init)))
+            self.deterministic = False
+        else:
+            sz = float(sigma_z2)
+            if sz < 0:
+                raise ValueError(f"sigma_z2 must be 'learned', 0 or a positive float, got {sigma_z2!r}")
+            self.deterministic = sz == 0.0
+            self.register_buffer("log_sigma_z2", torch.tensor(math.log(sz) if sz > 0 else -math.inf))
+        self.stochastic_encoder = not self.deterministic
+
+    @property
+    def sigma_z2(self) -> torch.Tensor:
+        return self.log_sigma_z2.exp()
+
+    def encode(self, x):
+        mean = self.encoder(x)
+        if self.deterministic:
+            return Posterior(mean, None)
+        return Posterior(mean, self.sigma_z2.expand_as(mean))
+
+    def decode(self, z):
+        lead = z.shape[:-1]
+        return torch.sigmoid(self.decoder(z.reshape(-1, self.d_z))).reshape(*lead, *self.x_shape)
+
+    def loss(self, x, generator=None):
+        q = self.encode(x)
+        z = q.rsample(1, generator)
+        mu = self.decode(z)
+        v = self.variance(x, mu)
+        if self.deterministic:
+            kl = 0.5 * (q.mean**2).sum(-1).mean()
+        else:
+            kl = q.kl_to_standard_normal().mean()
+        total = v.rec + kl
+        mse = ((x.unsqueeze(0) - mu) ** 2).flatten(2).sum(-1).mean()
+        return LossOutput(total, {"loss": total.detach(), "rec": v.rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
+                                  "sigma2_mean": v.sigma2.mean(), "sigma_z2": self.sigma_z2.detach()}, v.sigma2)
+
+    def decoder_log_prob(self, x, z):
+        mu = self.decode(z)
+        v = self.variance
+        s2 = v.running_sigma2 if v.mode == "mle" else v.fixed_sigma2
+        return v.log_prob(x, mu, s2)
+
+
+register_model("section4-vae", "Section-4 VAE (sigma_z^2 I encoder)", "section4", datasets=("mnist",))(Section4VAE)
