@@ -1,0 +1,114 @@
+"""Latent interpolation quality (Section 6.2, Table 5).
+
+Pairs of test images are encoded (encoder means), their latents interpolated spherically (as
+in RAE [22]) with ratio 0.5 ("mid-point") or U[0, 1] per pair ("random-point"), decoded, and
+the FID of the decoded images against the reference statistics is reported.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Union
+
+import torch
+
+from ._util import ImagesLike, as_tensor, eval_mode, model_device, model_dtype, resolve_generator
+
+
+def slerp(z1: torch.Tensor, z2: torch.Tensor, ratio: Union[float, torch.Tensor] = 0.5, eps: float = 1e-7) -> torch.Tensor:
+    """Spherical interpolation between the rows of ``z1`` and ``z2`` (``B×d`` or ``d``).
+
+    slerp(z1, z2; t) = sin((1−t)ω)/sin ω · z1 + sin(tω)/sin ω · z2, with ω the angle between
+    z1 and z2. ``ratio`` is a scalar or one value per row (``B`` or ``B×1``). For (nearly)
+    parallel or anti-parallel rows (sin ω < ``eps``) the formula is ill-conditioned and linear
+    interpolation is used instead. t = 0 gives z1, t = 1 gives z2; for equal-norm inputs the
+    output keeps that norm and its angle to z1 is t·ω.
+    """
+    if z1.shape != z2.shape:
+        raise ValueError(f"slerp: z1 {tuple(z1.shape)} and z2 {tuple(z2.shape)} must have the same shape")
+    squeeze = z1.dim() == 1
+    if squeeze:
+        z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
+    t = torch.as_tensor(ratio, dtype=z1.dtype, device=z1.device)
+    if t.dim() == 0:
+        t = t.expand(z1.shape[0])
+    t = t.reshape(-1, 1)
+    if t.shape[0] != z1.shape[0]:
+        raise ValueError(f"slerp: got {t.shape[0]} ratios for {z1.shape[0]} rows")
+    n1 = z1.norm(dim=-1, keepdim=True)
+    n2 = z2.norm(dim=-1, keepdim=True)
+    cos = ((z1 * z2).sum(-1, keepdim=True) / (n1 * n2).clamp_min(torch.finfo(z1.dtype).tiny)).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    so = torch.sin(omega)
+    ok = so > eps
+    safe = torch.where(ok, so, torch.ones_like(so))
+    w1 = torch.where(ok, torch.sin((1.0 - t) * omega) / safe, 1.0 - t)
+    w2 = torch.where(ok, torch.sin(t * omega) / safe, t)
+    out = w1 * z1 + w2 * z2
+    return out.squeeze(0) if squeeze else out
+
+
+def random_pairs(n_images: int, n_pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_pairs`` index pairs (i, j) with i ≠ j drawn uniformly (with replacement across pairs)."""
+    if n_images < 2:
+        raise ValueError("need at least 2 images to form pairs")
+    i = torch.randint(n_images, (n_pairs,), generator=generator)
+    j = (i + torch.randint(1, n_images, (n_pairs,), generator=generator)) % n_images
+    return i, j
+
+
+def _ratios(ratio: Union[str, float], n: int, generator: torch.Generator) -> torch.Tensor:
+    if ratio == "mid":
+        return torch.full((n,), 0.5, dtype=torch.float64)
+    if ratio == "random":
+        return torch.rand(n, generator=generator, dtype=torch.float64)
+    if isinstance(ratio, (int, float)):
+        return torch.full((n,), float(ratio), dtype=torch.float64)
+    raise ValueError(f"ratio must be 'mid', 'random' or a number, got {ratio!r}")
+
+
+@torch.no_grad()
+def interpolated_images(
+    model,
+    images: ImagesLike,
+    n_pairs: int = 10_000,
+    ratio: Union[str, float] = "mid",
+    seed: int = 0,
+    batch_size: int = 500,
+    generator: Optional[torch.Generator] = None,
+) -> Iterator[torch.Tensor]:
+    """Yield decoded slerp interpolations of ``n_pairs`` random pairs of ``images`` in batches (CPU tensors)."""
+    g = resolve_generator(generator, seed)
+    x = as_tensor(images)
+    i, j = random_pairs(x.shape[0], n_pairs, g)
+    t = _ratios(ratio, n_pairs, g)
+    dev, dt = model_device(model), model_dtype(model)
+    with eval_mode(model):
+        for s in range(0, n_pairs, batch_size):
+            ii, jj = i[s : s + batch_size], j[s : s + batch_size]
+            z1 = model.encode(x[ii].to(dev, dt)).mean
+            z2 = model.encode(x[jj].to(dev, dt)).mean
+            z = slerp(z1, z2, t[s : s + batch_size].to(dev, z1.dtype))
+            yield model.decode(z).cpu()
+
+
+def interpolation_fid(
+    model,
+    images: ImagesLike,
+    reference,
+    n_pairs: int = 10_000,
+    ratio: Union[str, float] = "mid",
+    seed: int = 0,
+    batch_size: int = 500,
+    dims: int = 2048,
+    fid_batch_size: int = 50,
+    device: Optional[Union[str, torch.device]] = None,
+) -> dict:
+    """FID of decoded interpolations (Table 5) between random pairs of ``images`` (test set in the paper).
+
+    ``reference`` is anything :func:`vaebook.metrics.fid.fid` accepts (``FIDStats``, images, ...).
+    Returns ``fid``, ``n_pairs``, ``ratio``.
+    """
+    from .fid import fid as _fid
+
+    gen = interpolated_images(model, images, n_pairs=n_pairs, ratio=ratio, seed=seed, batch_size=batch_size)
+    value = _fid(gen, reference=reference, dims=dims, batch_size=fid_batch_size, device=device)
+    return {"fid": value, "n_pairs": n_pairs, "ratio": ratio}

@@ -1,0 +1,6 @@
+"""Training: :class:`Trainer` / :func:`fit` and the presets (``smoke`` / ``medium`` / ``full``)."""
+from vaebook.train.trainer import History, NonFiniteLossError, TrainConfig, Trainer, fit, resolve_device
+from vaebook.train.presets import PRESETS, preset_config
+
+__all__ = ["History", "NonFiniteLossError", "TrainConfig", "Trainer", "fit", "resolve_device", "PRESETS",
+           "preset_config"]
