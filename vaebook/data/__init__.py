@@ -12,7 +12,7 @@ import torch
 
 from .batching import BatchIterator, mix_seed, to_device_dataset
 from .celeba import celeba_split_counts, center_crop_box, load_celeba
-from .celebahq import celebahq_split_names, load_celebahq
+from .celebahq import celebahq_split_names, celebahq_split_sizes, load_celebahq
 from .errors import (ChecksumError, CorruptFileError, DataError, EmptyImageFolderError, MissingDataError,
                      UnknownNameError, unknown)
 from .mnist import load_mnist
@@ -75,7 +75,7 @@ def load_dataset(name: str, split: str = "train", root=None, **kw) -> Dataset:
 
 __all__ = [
     "Dataset", "DATASETS", "load_dataset", "load_mnist", "load_celeba", "load_celebahq", "celeba_split_counts",
-    "celebahq_split_names", "center_crop_box", "make_noisy_mnist", "partition_masks", "noisy_pattern_partitions",
+    "celebahq_split_names", "celebahq_split_sizes", "center_crop_box", "make_noisy_mnist", "partition_masks", "noisy_pattern_partitions",
     "noise_mask", "NOISE_PATTERNS", "BatchIterator", "to_device_dataset", "mix_seed", "resolve_data_root", "ENV_VAR",
     "DataError", "MissingDataError", "ChecksumError", "CorruptFileError", "EmptyImageFolderError", "UnknownNameError",
 ]

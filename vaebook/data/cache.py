@@ -81,7 +81,8 @@ def load_cached(path: Path):
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: a hit costs no copy; the file is only ever replaced, never rewritten in place
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # a corrupt entry is recomputed, never trusted
         return None
 

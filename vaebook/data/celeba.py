@@ -11,12 +11,13 @@ present images is cached on disk (one decode for every split).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from .errors import ENV_HINT, CorruptFileError, EmptyImageFolderError, MissingDataError, unknown
-from .images import cached_decode, list_images
+from .images import cached_decode, scan_images
 from .root import require_dir, resolve_data_root
 
 CELEBA_SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -24,6 +25,7 @@ CROP = 140
 PARTITION_FILE = "list_eval_partition.txt"
 IMAGE_DIR = "img_align_celeba"
 DEFAULT_RESAMPLE = "lanczos"
+_PARTITIONS: dict = {}  # (path, size, mtime_ns) -> parsed split file (the last one read)
 
 
 def center_crop_box(width: int, height: int, crop: int = CROP):
@@ -47,39 +49,50 @@ def read_partition(path: Path) -> dict:
             "(202,599 lines 'NNNNNN.jpg P', P = 0 train / 1 val / 2 test) from the CelebA release "
             f"(Google Drive 'Eval' folder) next to {IMAGE_DIR}/. " + ENV_HINT
         )
-    table = {}
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _PARTITIONS:
+        tokens = path.read_bytes().decode("ascii", "replace").split()
+        names, parts = tokens[0::2], tokens[1::2]
+        if len(names) != len(parts) or not set(parts) <= {"0", "1", "2"}:
+            _raise_bad_line(path)
+        _PARTITIONS.clear()
+        _PARTITIONS[key] = dict(zip(names, map(int, parts)))
+    return _PARTITIONS[key]
+
+
+def _raise_bad_line(path: Path):
     with open(path, "r", encoding="ascii", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise CorruptFileError(f"{str(path)!r} line {lineno}: {line.strip()!r}; expected "
-                                       "'<name>.jpg <0|1|2>'. Replace the file with the official one.")
-            table[parts[0]] = int(parts[1])
-    return table
+            fields = line.split()
+            if fields and (len(fields) != 2 or fields[1] not in ("0", "1", "2")):
+                break
+    raise CorruptFileError(f"{str(path)!r} line {lineno}: {line.strip()!r}; expected "
+                           "'<name>.jpg <0|1|2>'. Replace the file with the official one.")
 
 
 def _present(root=None):
-    """(image folder, sorted names present and listed in the split file, their partitions)."""
+    """(image folder, sorted names present and listed in the split file, their partitions, their
+    [name, size, mtime_ns] signatures)."""
     base = require_dir(celeba_dir(root), "CelebA folder")
     img_dir = base / IMAGE_DIR
     if not img_dir.is_dir():
         raise MissingDataError(f"CelebA image folder missing: {str(img_dir)!r}. Expected the aligned JPEGs "
                                f"(img_align_celeba.zip from the CelebA release) unpacked there. " + ENV_HINT)
     table = read_partition(base / PARTITION_FILE)
-    names = [n for n in list_images(img_dir) if n in table]
+    scan = scan_images(img_dir)
+    names = sorted(n for n in scan if n in table)
     if not names:
         raise EmptyImageFolderError(
             f"no CelebA image listed in {PARTITION_FILE} found in {str(img_dir)!r}; expected files named "
             "like 000001.jpg. Unpack img_align_celeba.zip there."
         )
-    return img_dir, names, torch.tensor([table[n] for n in names], dtype=torch.int8)
+    return img_dir, names, torch.tensor([table[n] for n in names], dtype=torch.int8), [scan[n] for n in names]
 
 
 def celeba_split_counts(root=None) -> dict:
     """Number of present images per split, e.g. ``{"train": 9028, "val": 0, "test": 4640}``."""
-    _, _, part = _present(root)
+    part = _present(root)[2]
     return {s: int((part == p).sum()) for s, p in CELEBA_SPLITS.items()}
 
 
@@ -89,7 +102,7 @@ def load_celeba(split: str = "train", root=None, size: int = 64, as_float: bool 
     (float32 in [0, 1] with ``as_float``), in file-name order."""
     if split not in CELEBA_SPLITS and split != "all":
         raise unknown("CelebA split", split, [*CELEBA_SPLITS, "all"])
-    img_dir, names, part = _present(root)
+    img_dir, names, part, signature = _present(root)
     if split != "all":
         sel = part == CELEBA_SPLITS[split]
         if not bool(sel.any()):
@@ -98,8 +111,9 @@ def load_celeba(split: str = "train", root=None, size: int = 64, as_float: bool 
                 f"CelebA split {split!r} has no image in {str(img_dir)!r} (counts per split: {counts}); "
                 f"add that split's JPEGs (see {PARTITION_FILE}) or use another split."
             )
-    images = cached_decode("celeba", resolve_data_root(root), [img_dir / n for n in names], size,
-                           box=center_crop_box, resample=resample, params={"crop": CROP}, use_cache=use_cache)
+    images = cached_decode("celeba", resolve_data_root(root), [os.path.join(img_dir, n) for n in names], size,
+                           box=center_crop_box, resample=resample, params={"crop": CROP}, use_cache=use_cache,
+                           signature=signature)
     if split != "all":
         images = images[sel]
     return images.float().div_(255.0) if as_float else images

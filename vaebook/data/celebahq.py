@@ -43,8 +43,14 @@ def celebahq_split_names(root=None) -> dict:
     names = sorted(list_images(folder), key=_natural_key)
     if not names:
         raise EmptyImageFolderError(f"no png/jpg image in {str(folder)!r}; expected the CelebA-HQ 1024×1024 images there.")
-    n_test = 0 if len(names) < 2 else max(1, round(TEST_FRACTION * len(names)))
-    return {"train": names[:len(names) - n_test], "test": names[len(names) - n_test:]}
+    n_train, _ = celebahq_split_sizes(len(names))
+    return {"train": names[:n_train], "test": names[n_train:]}
+
+
+def celebahq_split_sizes(n: int) -> tuple:
+    """(train, test) sizes for ``n`` images: the last ``round(0.1 n)`` (at least 1 when n >= 2) are test."""
+    n_test = 0 if n < 2 else max(1, round(TEST_FRACTION * n))
+    return n - n_test, n_test
 
 
 def _square_box(width: int, height: int):

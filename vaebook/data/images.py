@@ -40,9 +40,14 @@ def decode_image(path, size: int, box=None, resample: str = "lanczos") -> np.nda
             im.load()  # raises on truncated files (Pillow's LOAD_TRUNCATED_IMAGES stays False)
             im = im.convert("RGB")
             if box is not None:
-                im = im.crop(box(*im.size))
+                try:
+                    im = im.crop(box(*im.size))
+                except CorruptFileError as e:  # geometry the recipe cannot handle: name the file
+                    raise CorruptFileError(f"{str(path)!r}: {e}") from None
             im = im.resize((size, size), resample=RESAMPLE[resample])
             return np.asarray(im, dtype=np.uint8)
+    except CorruptFileError:
+        raise
     except (OSError, SyntaxError, ValueError) as e:
         raise CorruptFileError(
             f"cannot decode image {str(path)!r}: {e}. Expected a complete JPEG/PNG file; the file is "
@@ -59,16 +64,17 @@ def decode_stack(paths, size: int, box=None, resample: str = "lanczos") -> torch
 
 
 def cached_decode(kind: str, root: Path, paths, size: int, box=None, resample: str = "lanczos",
-                  params: dict | None = None, use_cache: bool = True) -> torch.Tensor:
+                  params: dict | None = None, use_cache: bool = True, signature=None) -> torch.Tensor:
     """:func:`decode_stack` behind the on-disk cache (see :mod:`vaebook.data.cache`).
 
     The key covers the files' names, sizes and mtimes, ``size``, ``resample``, ``params`` (crop)
-    and the Pillow version; a hit returns without decoding anything.
+    and the Pillow version; a hit returns without decoding anything.  ``signature`` may pass the
+    files' ``[name, size, mtime_ns]`` list when the caller already has it (see :func:`scan_images`).
     """
     if resample not in RESAMPLE:
         raise unknown("resample filter", resample, RESAMPLE)
     key = _cache.cache_key({
-        "kind": kind, "files": _cache.file_signature(paths), "size": size, "resample": resample,
+        "kind": kind, "files": signature if signature is not None else _cache.file_signature(paths), "size": size, "resample": resample,
         "params": params or {}, "pillow": PIL.__version__,
     })
     path = None
@@ -86,8 +92,17 @@ def cached_decode(kind: str, root: Path, paths, size: int, box=None, resample: s
     return images
 
 
+def scan_images(folder: Path) -> dict:
+    """``{name: [name, size, mtime_ns]}`` for the image files (jpg/jpeg/png) directly inside ``folder``."""
+    out = {}
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file():
+                st = e.stat()
+                out[e.name] = [e.name, st.st_size, st.st_mtime_ns]
+    return out
+
+
 def list_images(folder: Path):
     """Sorted image files (jpg/jpeg/png) directly inside ``folder``."""
-    with os.scandir(folder) as it:
-        names = [e.name for e in it if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)]
-    return sorted(names)
+    return sorted(scan_images(folder))

@@ -33,7 +33,7 @@ MNIST_MD5 = {
 }
 MNIST_MIRROR_HOST = ("ossci-datasets.s3.amazonaws.com", 443)  # torchvision's first mirror
 
-_MD5_OK: set = set()  # (path, size, mtime_ns) whose MD5 matched
+_MD5_OK: set = set()  # (path, size, mtime_ns, md5) whose MD5 matched
 _ARRAYS: dict = {}  # (path, size, mtime_ns) -> decoded numpy array
 
 
@@ -56,10 +56,10 @@ def md5_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def verify_md5(path: Path) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has its published MD5 (memoised)."""
-    key = _stat_key(path)
+    expected = MNIST_MD5[path.name]
+    key = (*_stat_key(path), expected)
     if key in _MD5_OK:
         return
-    expected = MNIST_MD5[path.name]
     got = md5_file(path)
     if got != expected:
         raise ChecksumError(

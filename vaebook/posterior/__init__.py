@@ -36,7 +36,7 @@ def fit_latent_sampler(model, train_images: Optional[ImagesLike], source: str = 
 
     Returns ``None`` for ``"prior"``. Extra keywords go to :class:`GMMSampler` (``seed``,
     ``max_iter``, ...) or to :class:`SecondStageVAE` and its ``fit`` (``width``, ``depth``,
-    ``epochs``, ``batch_size_2nd``, ``lr``, ``seed``, ``max_steps``).
+    ``epochs``, ``batch_size_2nd``, ``lr``, ``seed``, ``max_steps``, ``device``; default: the model's device).
     """
     if source == "prior":
         if not getattr(model, "has_prior", True):
@@ -53,7 +53,8 @@ def fit_latent_sampler(model, train_images: Optional[ImagesLike], source: str = 
         arch = {k: kw.pop(k) for k in ("width", "depth", "d_u", "standardize", "init_log_gamma") if k in kw}
         if "batch_size_2nd" in kw:
             kw["batch_size"] = kw.pop("batch_size_2nd")
-        vae2 = SecondStageVAE(latents.shape[1], **arch)
+        device = kw.pop("device", None) or model_device(model)
+        vae2 = SecondStageVAE(latents.shape[1], **arch).to(device)
         return vae2.fit(latents, **kw)
     raise ValueError(f"unknown latent source {source!r}; expected one of {SOURCES} (or 'gmm<K>')")
 

@@ -2,7 +2,8 @@
 
 A scikit-learn ``GaussianMixture`` with full covariances (10 or 100 components in the paper)
 is fitted to the encoder means μφ(x) of the training set; new latents are drawn from it and
-decoded. Sampling is done here from the fitted parameters with a ``torch.Generator`` so that
+decoded. Defaults follow the settings of RAE's released code (full covariances, ``max_iter=2000``,
+``tol=1e-3``); the paper only says "the same settings as [22]". Sampling is done here from the fitted parameters with a ``torch.Generator`` so that
 it is reproducible in the same way as the rest of vaebook.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ class GMMSampler:
     """Full-covariance GMM fitted to latent codes; ``sample(n)`` returns ``n×d_z`` latents."""
 
     def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0,
-                 max_iter: int = 100, n_init: int = 1, reg_covar: float = 1e-6):
+                 max_iter: int = 2000, tol: float = 1e-3, n_init: int = 1, reg_covar: float = 1e-6):
         self.n_components = n_components
+        self.tol = tol
         self.covariance_type = covariance_type
         self.seed = seed
         self.max_iter = max_iter
@@ -35,7 +37,7 @@ class GMMSampler:
             raise ValueError(f"GMM with {self.n_components} components needs at least that many N×d_z latents, got shape {z.shape}")
         self.gmm = GaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, random_state=self.seed,
-            max_iter=self.max_iter, n_init=self.n_init, reg_covar=self.reg_covar,
+            max_iter=self.max_iter, tol=self.tol, n_init=self.n_init, reg_covar=self.reg_covar,
         ).fit(z)
         self._weights = torch.as_tensor(self.gmm.weights_, dtype=torch.float64)
         self._means = torch.as_tensor(self.gmm.means_, dtype=torch.float64)

@@ -79,7 +79,7 @@ class SecondStageVAE(nn.Module):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                self.history.append(float(loss))
+                self.history.append(loss.item())
                 step += 1
                 if max_steps is not None and step >= max_steps:
                     break
@@ -97,4 +97,4 @@ class SecondStageVAE(nn.Module):
 
     @property
     def gamma(self) -> float:
-        return float(torch.exp(self.log_gamma))
+        return float(torch.exp(self.log_gamma.detach()))

@@ -66,7 +66,7 @@ class DecoderVariance(nn.Module):
     uses_eps: ClassVar[bool] = True  # ε inside the log (all but Iso-I)
 
     def __init__(self, x_shape: tuple[int, int, int], mode: str = "mle", value: float = 1.0, eps: float = 1e-6,
-                 ema: float = 0.01):
+                 ema: float = 0.02):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown variance mode {mode!r}; choose one of {MODES}")
@@ -84,6 +84,7 @@ class DecoderVariance(nn.Module):
         # running estimate (EMA over training steps) of the -I variances, used at evaluation
         # time when the MLE shape has no minibatch to estimate from (e.g. the IWAE NLL)
         self.register_buffer("running_sigma2", torch.full(self._param_shape(), float(value)))
+        self.register_buffer("running_count", torch.zeros((), dtype=torch.long))
 
     # -- shape-specific ---------------------------------------------------------------
     def _param_shape(self) -> tuple[int, ...]:
@@ -115,8 +116,10 @@ class DecoderVariance(nn.Module):
             s2 = self.mle(r2)
             rec = self.mle_objective(s2)
             if self.training and not self.dependent:
-                with torch.no_grad():
-                    self.running_sigma2.lerp_(s2.detach(), self.ema)
+                with torch.no_grad():  # EMA of the minibatch estimates, started at the first one
+                    w = 1.0 if int(self.running_count) == 0 else self.ema
+                    self.running_sigma2.lerp_(s2.detach().to(self.running_sigma2.dtype), w)
+                    self.running_count += 1
             return VarianceOutput(rec, s2.detach())
         s2 = self.current(head)
         rec = gaussian_nll(r2, self._broadcast(s2, r2)).mean()

@@ -1,0 +1,133 @@
+"""Batched multi-model training (vaebook.train.batched) equals K separate ``fit`` runs.
+
+Runs in float64 so that the comparison is not blurred by Adam's sign(g) normalisation: in float32,
+a gradient element that is zero up to rounding (e.g. a bias feeding a batch-norm) is rounded
+differently by the grouped (batched) and plain convolution kernels and Adam turns that into an
+O(lr) parameter difference. In float64 the two paths agree to ~1e-8.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from vaebook.data.mnist import load_mnist
+from vaebook.models import GaussianVAE, Section4VAE, build_model
+from vaebook.train import TrainConfig, fit
+from vaebook.train.batched import batch_key, fit_many, noise_feed, train_many
+from vaebook.models.base import Posterior
+
+K = 3
+N, BATCH, EPOCHS, MAX_STEPS = 16, 8, 2, 3  # epoch 1: 2 steps, epoch 2: 1 step (cut by max_steps)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _configs():
+    return [TrainConfig(epochs=EPOCHS, batch_size=BATCH, max_steps=MAX_STEPS, lr=1e-3, seed=10 + k, device="cpu") for k in range(K)]
+
+
+def _assert_same_runs(ref_models, ref_hist, models, hist, atol=1e-7):
+    for k in range(K):
+        assert len(hist[k].epochs) == len(ref_hist[k].epochs) == EPOCHS
+        for ra, rb in zip(ref_hist[k].epochs, hist[k].epochs):
+            assert ra.keys() == rb.keys()
+            for name in ra:
+                if name != "time_s":
+                    assert rb[name] == pytest.approx(ra[name], rel=1e-9, abs=1e-9), (k, ra["epoch"], name)
+        sa, sb = ref_models[k].state_dict(), models[k].state_dict()
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            torch.testing.assert_close(sb[name], sa[name], rtol=0, atol=atol, msg=lambda m: f"model {k} {name}: {m}")
+    # the runs really differ from each other (so the equality above is not trivial)
+    for k in range(1, K):
+        assert hist[k].epochs[-1]["loss"] != pytest.approx(hist[0].epochs[-1]["loss"], rel=1e-6)
+
+
+def test_section4_different_fixed_sigma_x2_equal_separate_runs():
+    x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    models = []
+    for k, s2 in enumerate([0.05, 1.0, 20.0]):
+        torch.manual_seed(k)
+        models.append(Section4VAE("d1", sigma_x2=s2, sigma_z2=0.5).double())
+    assert len({batch_key(m, x, c) for m, c in zip(models, _configs())}) == 1  # one batched group
+    ref = [copy.deepcopy(m) for m in models]
+    ref_hist = [fit(m, x, c) for m, c in zip(ref, _configs())]
+    hist = fit_many(models, x, _configs())
+    _assert_same_runs(ref, ref_hist, models, hist)
+    # the fixed σx² reached the loss: the Gaussian NLL term scales as 1/σx² (Eq. 7b)
+    assert [h.epochs[0]["sigma2_mean"] for h in hist] == pytest.approx([0.05, 1.0, 20.0])
+
+
+def test_gaussian_vae_mle_iso_i_with_batchnorm_equal_separate_runs(data_root):
+    images, _ = load_mnist("test", root=data_root)
+    a = images[:N].double().div(255.0)
+    b = images[N:2 * N].double().div(255.0)
+    datasets = [a, a, b]  # two models share one tensor (held once), one has its own data variant
+    models = []
+    for k in range(K):
+        torch.manual_seed(100 + k)
+        models.append(build_model("mle-iso-i", "mnist").double())
+    init = [copy.deepcopy(m.state_dict()) for m in models]
+    ref = [copy.deepcopy(m) for m in models]
+    ref_hist = [fit(m, d, c) for m, d, c in zip(ref, datasets, _configs())]
+    hist = fit_many(models, datasets, _configs())
+    _assert_same_runs(ref, ref_hist, models, hist, atol=1e-6)
+    # batch-norm running statistics and the MLE running σx² moved, separately per model
+    for name in ("decoder.1.running_mean", "encoder.6.running_var", "variance.running_sigma2"):
+        moved = [models[k].state_dict()[name] - init[k][name] for k in range(K)]
+        assert all(float(m.abs().max()) > 1e-6 for m in moved), name
+        assert not torch.allclose(models[0].state_dict()[name], models[1].state_dict()[name]), name
+    assert all(int(m.state_dict()["decoder.1.num_batches_tracked"]) == MAX_STEPS for m in models)
+
+
+def test_grouping_follows_structure_and_optimiser_settings():
+    x = torch.zeros(8, 1, 28, 28)
+    cfg = TrainConfig(batch_size=4, device="cpu")
+    fixed_a = Section4VAE("d1", sigma_x2=0.1, sigma_z2=1.0)
+    fixed_b = Section4VAE("d1", sigma_x2=3.0, sigma_z2=0.2)  # other values, same buffers → same group
+    mle = Section4VAE("d1", sigma_x2="mle", sigma_z2=1.0)  # same tensors, other mode → other group
+    learned = Section4VAE("d1", sigma_x2=0.1, sigma_z2="learned")  # σz² is a parameter → other group
+    keys = [batch_key(m, x, cfg) for m in (fixed_a, fixed_b, mle, learned)]
+    assert keys[0] == keys[1] and len(set(keys)) == 3
+    assert batch_key(fixed_a, x, cfg) != batch_key(fixed_a, x, TrainConfig(batch_size=4, lr=2e-3, device="cpu"))
+    assert batch_key(fixed_a, x, cfg) == batch_key(fixed_a, x, TrainConfig(batch_size=4, seed=7, device="cpu"))
+    assert batch_key(fixed_a, x, cfg) != batch_key(fixed_a, x[:4], cfg)
+    g1 = GaussianVAE("mnist", variance="iso-i", mode="mle")
+    g2 = GaussianVAE("mnist", variance="diag-i", mode="mle")  # Σx shape changes the buffers
+    assert batch_key(g1, x, cfg) != batch_key(g2, x, cfg)
+    with pytest.raises(ValueError, match="differs from model 0"):
+        fit_many([fixed_a, mle], x, cfg)
+
+
+def test_train_many_falls_back_to_fit_for_unbatchable_models():
+    """A plateau schedule follows each model's own loss: train_many must run those through ``fit``."""
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", lr_schedule="plateau")
+    torch.manual_seed(3)
+    m = Section4VAE("d1", sigma_x2=1.0, sigma_z2=1.0).double()
+    ref = copy.deepcopy(m)
+    with pytest.raises(ValueError, match="plateau"):
+        fit_many([copy.deepcopy(m), copy.deepcopy(m)], x, cfg)
+    (h,) = train_many([m], x, cfg)
+    h_ref = fit(ref, x, cfg)
+    assert h.epochs[0]["loss"] == h_ref.epochs[0]["loss"]
+    torch.testing.assert_close(m.state_dict(), ref.state_dict(), rtol=0, atol=0)
+
+
+def test_noise_feed_reproduces_the_generator_draw():
+    """Noise fed to Posterior.rsample gives exactly mean + ε·σ as the generator-drawn path does."""
+    q = Posterior(torch.randn(5, 3, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 0.1)
+    direct = q.rsample(2, torch.Generator().manual_seed(4))
+    eps = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with noise_feed([eps]):
+        fed = q.rsample(2, None)
+    torch.testing.assert_close(fed, direct, rtol=0, atol=0)
+    assert Posterior.rsample.__name__ == "rsample"  # the patch is removed afterwards

@@ -1,0 +1,376 @@
+"""Train K models that share an architecture in one process and one optimiser loop (hyperparameter sweeps).
+
+The K models' parameters and buffers are stacked along a new leading axis
+(:func:`torch.func.stack_module_state`) and one step runs the model's own ``loss`` for all K at
+once with :func:`torch.func.vmap` over :func:`torch.func.functional_call` (convolutions become
+grouped convolutions, linear layers batched matmuls). Each model keeps what a separate
+:func:`vaebook.train.fit` run would have:
+
+* its own minibatch order — one :class:`vaebook.data.BatchIterator` per model, seeded with its
+  ``TrainConfig.seed``;
+* its own loss noise — z ~ q(z|x) is drawn outside ``vmap`` from one ``torch.Generator`` per model,
+  seeded ``seed + 1`` like :class:`~vaebook.train.Trainer`'s, in the same order and shape, and fed
+  to :meth:`Posterior.rsample` (see :func:`noise_feed`);
+* its own batch-norm running statistics and MLE running σ̂x² (stacked buffers, updated in place
+  inside ``vmap``);
+* its own Adam: Adam is elementwise, so one ``torch.optim.Adam`` over the stacked tensors is K
+  independent Adams (no global gradient-norm clipping is used anywhere).
+
+Memory grows with K by the parameters, the Adam states and the activations only: a dataset
+passed once (or the same tensor object K times) is held once; during training each model's
+``nn.Parameter``s and buffers are views of the stacked tensors (no second copy), and at the end
+each model gets its own storage back, holding its trained values as after ``fit``.
+
+What may differ within a batched group: values of parameters/buffers (fixed σx², fixed σz²,
+initial weights), the seed and the training images. What must agree (else :func:`train_many`
+trains sequentially): the module structure — parameter/buffer names, shapes, dtypes, module
+types and their non-tensor attributes (Σx shape and mode, ε, β, …) — and the optimisation
+settings (epochs, batch size, max_steps, lr, weight decay, schedule; no plateau schedule,
+validation, early stopping or checkpoints, which are per-run features of :class:`Trainer`).
+Sweeps over ``lr`` therefore form one group per ``lr``.
+
+Results equal K separate ``fit`` runs up to float rounding (grouped vs. plain convolution
+kernels sum in a different order); ``tests/test_batched.py`` checks this for K = 3.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from vaebook.data.batching import BatchIterator
+from vaebook.models.base import Posterior
+from vaebook.train.trainer import History, NonFiniteLossError, TrainConfig, fit, resolve_device
+
+# Config fields that must be equal inside one batched group (``seed`` may differ).
+_SHARED_CONFIG_FIELDS = ("epochs", "batch_size", "lr", "device", "max_steps", "weight_decay", "lr_schedule")
+# Non-tensor module attributes that do not change the computation.
+_IGNORED_ATTRS = {"label", "registry_name", "training"}
+
+
+# --- the loss noise ------------------------------------------------------------------------------
+_FEED = threading.local()
+_ORIG_RSAMPLE = Posterior.rsample
+
+
+def _fed_rsample(self: Posterior, n: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    queue = getattr(_FEED, "queue", None)
+    if queue is None:
+        return _ORIG_RSAMPLE(self, n, generator)
+    if self.var is None:  # deterministic encoder: no draw, as in the unbatched code
+        return self.mean.unsqueeze(0).expand(n, *self.mean.shape)
+    if getattr(_FEED, "record", False):
+        queue.append(((n, *self.mean.shape), self.mean.dtype))
+        return _ORIG_RSAMPLE(self, n, None)
+    if not queue:
+        raise RuntimeError("batched training: the model drew more z samples than its probe step did; "
+                           "its loss must draw the same noise shapes at every step")
+    eps = queue.pop(0)
+    m = self.mean.unsqueeze(0).expand(n, *self.mean.shape)
+    if tuple(eps.shape) != tuple(m.shape):
+        raise RuntimeError(f"batched training: fed noise has shape {tuple(eps.shape)}, the model asked for "
+                           f"{tuple(m.shape)}")
+    return m + eps * self.var.sqrt().unsqueeze(0)
+
+
+@contextlib.contextmanager
+def noise_feed(queue: list, record: bool = False):
+    """While active, :meth:`Posterior.rsample` takes its standard-normal noise from ``queue`` (in call
+    order) instead of drawing it, so draws made outside ``vmap`` by per-model generators reach the right
+    model. With ``record=True`` it instead appends ``(shape, dtype)`` of every draw to ``queue``."""
+    prev = (getattr(_FEED, "queue", None), getattr(_FEED, "record", False))
+    _FEED.queue, _FEED.record = queue, record
+    Posterior.rsample = _fed_rsample
+    try:
+        yield queue
+    finally:
+        _FEED.queue, _FEED.record = prev
+        if prev[0] is None:
+            Posterior.rsample = _ORIG_RSAMPLE
+
+
+# --- grouping ------------------------------------------------------------------------------------
+def _attr_signature(value):
+    if isinstance(value, (torch.Tensor, nn.Module)) or callable(value):
+        return None
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)
+
+
+def module_signature(model: nn.Module) -> tuple:
+    """Everything about ``model`` that must agree for two models to share one vmapped step: module
+    types, non-tensor attributes, and parameter/buffer names, shapes and dtypes (not their values)."""
+    mods = []
+    for name, mod in model.named_modules():
+        attrs = tuple(sorted((k, _attr_signature(v)) for k, v in vars(mod).items()
+                             if not k.startswith("_") and k not in _IGNORED_ATTRS and _attr_signature(v) is not None))
+        mods.append((name, type(mod).__qualname__, attrs))
+    tensors = tuple((kind, n, tuple(t.shape), t.dtype, bool(getattr(t, "requires_grad", False)))
+                    for kind, it in (("p", model.named_parameters()), ("b", model.named_buffers())) for n, t in it)
+    return (tuple(mods), tensors, hasattr(model, "param_groups"))
+
+
+def batch_key(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> tuple:
+    """Models with equal keys can be trained in one batched loop (see the module docstring)."""
+    cfg = {k: getattr(config, k) for k in _SHARED_CONFIG_FIELDS}
+    return (module_signature(model), len(images), tuple(images.shape[1:]), images.dtype, tuple(sorted(cfg.items())))
+
+
+def batch_blockers(model: nn.Module, config: TrainConfig) -> list[str]:
+    """Reasons a model/config cannot be batched at all (empty when it can)."""
+    why = []
+    if config.lr_schedule == "plateau":
+        why.append("lr_schedule='plateau' follows each model's own loss")
+    if config.early_stopping_patience is not None:
+        why.append("early stopping is per model")
+    if config.checkpoint_dir or config.resume:
+        why.append("checkpoints/resume are per run")
+    if hasattr(model, "param_groups"):
+        why.append(f"{type(model).__name__}.param_groups gives per-group optimiser settings")
+    return why
+
+
+def _as_lists(models, datasets, configs):
+    models = list(models)
+    k = len(models)
+    if k == 0:
+        raise ValueError("fit_many/train_many need at least one model")
+    datasets = [datasets] * k if isinstance(datasets, torch.Tensor) else list(datasets)
+    configs = [configs] * k if isinstance(configs, TrainConfig) else list(configs)
+    if len(datasets) != k or len(configs) != k:
+        raise ValueError(f"got {k} models, {len(datasets)} datasets and {len(configs)} configs; pass one dataset/"
+                         "config for all models or one per model")
+    return models, datasets, [c.validate() for c in configs]
+
+
+# --- the batched loop ------------------------------------------------------------------------------
+@dataclass
+class _Out:
+    total: torch.Tensor
+    terms: dict
+    sigma2: Optional[torch.Tensor]
+
+
+class _LossCall(nn.Module):
+    """``forward`` = the wrapped model's ``loss`` (``functional_call`` calls ``forward``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.m = model
+
+    def forward(self, x):
+        out = self.m.loss(x, generator=None)
+        return out.total, out.terms, out.sigma2
+
+
+class BatchedTrainer:
+    """One optimiser loop for K structurally identical models; see the module docstring."""
+
+    def __init__(self, models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True):
+        models, datasets, configs = _as_lists(models, datasets, configs)
+        keys = [batch_key(m, d, c) for m, d, c in zip(models, datasets, configs)]
+        for i, (m, c) in enumerate(zip(models, configs)):
+            why = batch_blockers(m, c)
+            if why:
+                raise ValueError(f"model {i} ({getattr(m, 'label', type(m).__name__)}) cannot be batched: "
+                                 f"{'; '.join(why)}. Use train_many(), which falls back to fit().")
+        for i, key in enumerate(keys[1:], 1):
+            if key != keys[0]:
+                raise ValueError(f"model {i} differs from model 0 in structure, dataset size/shape or shared "
+                                 f"TrainConfig fields {_SHARED_CONFIG_FIELDS}; group them with train_many().")
+        self.k = len(models)
+        self.models, self.configs = models, configs
+        cfg = self.cfg = configs[0]
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # as Trainer does (nothing in the loop uses the global RNG)
+        for m in models:
+            m.to(self.device).train()
+        # datasets: one device copy per distinct tensor object
+        uniq: dict[int, torch.Tensor] = {}
+        self.data_ix = []
+        for d in datasets:
+            if id(d) not in uniq:
+                uniq[id(d)] = d.to(self.device)
+            self.data_ix.append(list(uniq).index(id(d)))
+        self.data = list(uniq.values())
+        n = len(self.data[0])
+        if n < cfg.batch_size:
+            raise ValueError(f"{n} training images but batch_size={cfg.batch_size}")
+        # stacked state; each model's tensors become views of it (no duplicate memory)
+        self.params, self.buffers = stack_module_state(list(models))
+        for k, m in enumerate(models):
+            for name, p in m.named_parameters():
+                p.data = self.params[name].data[k]
+            for name, _ in m.named_buffers():
+                mod, _, leaf = name.rpartition(".")
+                (m.get_submodule(mod) if mod else m)._buffers[leaf] = self.buffers[name][k]
+        self.template = _LossCall(copy.deepcopy(models[0]).to("meta"))
+        # fused=True: the same Adam update in one kernel per tensor list (no K×-sized temporaries);
+        # it differs from Trainer's default single-tensor Adam only by float rounding
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    fused=bool(fused_adam))
+        self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
+                      if cfg.lr_schedule == "cosine" else None)
+        self.iters = [BatchIterator(n, cfg.batch_size, seed=c.seed, drop_last=True, device=self.device)
+                      for c in configs]
+        self.steps_per_epoch = self.iters[0].steps_per_epoch
+        total = cfg.epochs * self.steps_per_epoch
+        self.total_steps = total if cfg.max_steps is None else min(total, cfg.max_steps)
+        self.gens = [torch.Generator(device=self.device).manual_seed(c.seed + 1) for c in configs]
+        self.nan_every = cfg.nan_check_every or (1 if self.device.type == "cpu" else cfg.log_every)
+        self.histories = [History() for _ in models]
+        self.noise_plan = self._probe_noise()
+        self._vstep = vmap(self._one, in_dims=(0, 0, 0, 0), randomness="error")
+        self.step = 0
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """``idx`` is ``K×B`` → images ``K×B×C×H×W`` (float in [0, 1])."""
+        if len(self.data) == 1:
+            x = self.data[0].index_select(0, idx.reshape(-1)).reshape(*idx.shape, *self.data[0].shape[1:])
+        else:
+            x = torch.stack([self.data[j].index_select(0, i) for j, i in zip(self.data_ix, idx)])
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+    def _probe_noise(self) -> list:
+        """Shapes of the z draws one loss call makes (recorded on a throw-away copy of model 0)."""
+        probe = copy.deepcopy(self.models[0])
+        x = self._gather(torch.arange(self.cfg.batch_size, device=self.device).unsqueeze(0))[0]
+        plan: list = []
+        with torch.no_grad(), noise_feed(plan, record=True):
+            probe.loss(x, generator=None)
+        return plan
+
+    def _draw_noise(self) -> list:
+        """One ``K×shape`` tensor per draw of the plan; model k's slice comes from its own generator."""
+        return [torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype) for g in self.gens])
+                for shape, dtype in self.noise_plan]
+
+    def _one(self, params, buffers, x, noise):
+        with noise_feed(list(noise)):
+            out = functional_call(self.template, ({f"m.{n}": t for n, t in params.items()},
+                                                  {f"m.{n}": t for n, t in buffers.items()}), (x,), strict=True)
+        return out
+
+    def _nonfinite(self, out: _Out) -> None:
+        bad = [k for k in range(self.k) if not bool(torch.isfinite(out.total[k]))]
+        desc = "; ".join(f"model {k} ({getattr(self.models[k], 'label', '?')}, seed {self.configs[k].seed}): "
+                         f"{ {n: float(v[k]) for n, v in out.terms.items()} }" for k in bad)
+        raise NonFiniteLossError(f"non-finite loss at step {self.step} of the batched run: {desc}. Try a smaller "
+                                 "lr or a larger eps for the MLE variance; the other models can be rerun alone.")
+
+    def train_step(self, idx: torch.Tensor) -> _Out:
+        x = self._gather(idx)
+        total, terms, sigma2 = self._vstep(self.params, self.buffers, x, self._draw_noise())
+        out = _Out(total, terms, sigma2)
+        if self.step % self.nan_every == 0 and not bool(torch.isfinite(total).all()):
+            self._nonfinite(out)
+        self.opt.zero_grad(set_to_none=True)
+        total.sum().backward()  # losses are independent: d(sum)/dθ_k = dL_k/dθ_k
+        self.opt.step()
+        self.step += 1
+        return out
+
+    def fit(self) -> list[History]:
+        cfg = self.cfg
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, desc=f"{self.k} models", leave=False)
+        accum: dict = {}
+        accum_n, epoch, t0, last = 0, 0, time.perf_counter(), None
+        while self.step < self.total_steps:
+            idx = torch.stack([it.next_batch() for it in self.iters])
+            last = self.train_step(idx)
+            for name, v in last.terms.items():
+                v = v.detach().float()
+                accum[name] = accum[name] + v if name in accum else v.clone()
+            accum_n += 1
+            if bar is not None:
+                bar.update(1)
+            if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
+                self._end_epoch(epoch, accum, accum_n, last, time.perf_counter() - t0)
+                epoch, accum, accum_n, t0 = epoch + 1, {}, 0, time.perf_counter()
+        if bar is not None:
+            bar.close()
+        self._detach_models()
+        return self.histories
+
+    def _detach_models(self) -> None:
+        """Give each model its own storage again (the stacked tensors can then be freed)."""
+        for m in self.models:
+            for p in m.parameters():
+                p.data = p.data.clone()
+            for mod in m.modules():
+                for leaf, b in mod._buffers.items():
+                    if b is not None:
+                        mod._buffers[leaf] = b.clone()
+
+    def _end_epoch(self, epoch: int, accum: dict, n: int, last: _Out, dt: float) -> None:
+        sums = {name: v.tolist() for name, v in accum.items()}
+        s2 = None
+        if last.sigma2 is not None:
+            flat = last.sigma2.detach().float().reshape(self.k, -1)
+            s2 = (flat.min(1).values.tolist(), flat.max(1).values.tolist())
+        lr = self.opt.param_groups[0]["lr"]
+        for k, h in enumerate(self.histories):
+            rec = {"epoch": epoch + 1, "step": self.step, "time_s": dt, "lr": lr}
+            rec.update({name: float(v[k]) / max(1, n) for name, v in sums.items()})
+            if s2 is not None:
+                rec.update({"sigma2_min": s2[0][k], "sigma2_max": s2[1][k]})
+            h.epochs.append(rec)
+        if self.sched is not None:
+            self.sched.step()
+
+
+def fit_many(models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True) -> list[History]:
+    """Train K structurally identical models in one batched loop; returns the K histories ``fit`` would.
+
+    ``datasets``: one tensor for all or one per model; ``configs``: one :class:`TrainConfig` or one per
+    model (only ``seed`` may differ). Raises ``ValueError`` naming the mismatch when the models cannot
+    share a loop — use :func:`train_many` to group automatically."""
+    return BatchedTrainer(models, datasets, configs, fused_adam=fused_adam).fit()
+
+
+def train_many(models: Sequence[nn.Module], datasets, configs, batched: bool = True,
+               max_group: Optional[int] = None, fused_adam: bool = True) -> list[History]:
+    """Train every model; groups with equal :func:`batch_key` go through :func:`fit_many` (in chunks
+    of at most ``max_group`` models), the rest through :func:`fit` one by one. Histories come back in
+    input order."""
+    models, datasets, configs = _as_lists(models, datasets, configs)
+    out: list[Optional[History]] = [None] * len(models)
+    groups: dict = {}
+    for i, (m, d, c) in enumerate(zip(models, datasets, configs)):
+        if not batched or batch_blockers(m, c):
+            out[i] = fit(m, d, c)
+        else:
+            groups.setdefault(batch_key(m, d, c), []).append(i)
+    for members in groups.values():
+        step = max_group or len(members)
+        for s in range(0, len(members), step):
+            chunk = members[s:s + step]
+            if len(chunk) == 1:
+                i = chunk[0]
+                out[i] = fit(models[i], datasets[i], configs[i])
+                continue
+            hs = fit_many([models[i] for i in chunk], [datasets[i] for i in chunk], [configs[i] for i in chunk],
+                          fused_adam=fused_adam)
+            for i, h in zip(chunk, hs):
+                out[i] = h
+    return out  # type: ignore[return-value]
+
+
+__all__ = ["BatchedTrainer", "batch_blockers", "batch_key", "fit_many", "module_signature", "noise_feed",
+           "train_many"]
