@@ -42,16 +42,18 @@ ENCODINGS = ("stochastic", "deterministic")
 
 #: What each preset runs (anything here can be overridden by a notebook parameter of the same name).
 SECTION_PRESETS = {
-    "smoke": dict(sigma_x2_log10=[0.0, -1.0], sigma_z2_log10=[1.0, -1.0], n_train=256, n_eval=128,
-                  n_smooth=64, mi_batch=128, n_tsne=96, sigma_z2_lr_factor=1.0),
-    "medium": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=[1.0, 0.8, 0.4, 0.0, -0.4, -0.8, -1.0],
-                   n_train=4096, n_eval=2000, n_smooth=1000, mi_batch=2000, n_tsne=800, sigma_z2_lr_factor=30.0),
+    "smoke": dict(sigma_x2_log10=[0.0, -1.0], sigma_z2_log10=[1.0, -1.0], n_train=128, n_eval=128,
+                  n_smooth=32, mi_batch=128, n_tsne=60, tsne_panels="few", sigma_z2_lr_factor=1.0),
+    "medium": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=[1.0, 0.8, 0.4, 0.0, -0.5, -1.0],
+                   n_train=4096, n_eval=2000, n_smooth=500, mi_batch=2000, n_tsne=600, tsne_panels="all",
+                   sigma_z2_lr_factor=30.0),
     "full": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=list(SIGMA_Z2_GRID), n_train=None,
-                 n_eval=None, n_smooth=10_000, mi_batch=10_000, n_tsne=3000, sigma_z2_lr_factor=1.0),
+                 n_eval=None, n_smooth=10_000, mi_batch=10_000, n_tsne=3000, tsne_panels="all",
+                 sigma_z2_lr_factor=1.0),
 }
 #: Epoch/step budget per preset for this section (overrides ``vaebook.train.PRESETS``): medium trains
-#: 2 epochs of 4,096 images = 128 steps per model (29 models; see the how-to page for the timing).
-SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=6), "medium": dict(epochs=2), "full": dict()}
+#: 2 epochs of 4,096 images = 128 steps per model (28 models; see the how-to page for the timing).
+SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=2), "medium": dict(epochs=2), "full": dict()}
 
 PARAMS = param_spec(
     tables=ParamSpec("list", choices=("table1", "tableE8"), default=["table1", "tableE8"]),
@@ -67,6 +69,8 @@ PARAMS = param_spec(
     n_tsne=ParamSpec("int", min=20, allow_none=True, default=None, doc="codes in each t-SNE panel"),
     sigma_z2_lr_factor=ParamSpec("float", min=0.0, min_exclusive=True, allow_none=True, default=None,
                                  doc="learning-rate multiplier of log σz² (Table 1 stochastic)"),
+    tsne_panels=ParamSpec("str", choices=("all", "few"), allow_none=True, default=None,
+                          doc="t-SNE of every figure panel, or only the stochastic Table-1 ends (smoke)"),
     figure_s2=ParamSpec("float", min=0.0, min_exclusive=True, default=1e-2,
                         doc="perturbation variance of Figure D.3"),
     max_steps=ParamSpec("int", min=1, allow_none=True, default=None, doc="cap on steps per model"),
@@ -141,7 +145,7 @@ def evaluate(model, x_eval, x_smooth, mi_batch: int, seed: int, mi_kernel: Optio
     stochastic = not getattr(model, "deterministic", False)
     if stochastic:
         r["kl"] = mean_kl(model, x_eval)
-        r["sigma_z2"] = float(model.sigma_z2)
+        r["sigma_z2"] = float(model.sigma_z2.detach())
     mi = mi_upper_bound(model, x_eval, batch_size=mi_batch, seed=seed,
                         sigma_z2=None if stochastic else mi_kernel)
     r["mi"], r["mi_ln_n"] = mi["mi_d1"], mi["ln_n"]
@@ -267,15 +271,26 @@ def figure_perturbed(models: dict, x, s2: float, seed: int, n_images: int = 4, n
     return fig
 
 
-def figure_tsne(models: dict, x, labels, n: int, seed: int):
+def _tsne(m, x, labels, n: int, seed: int, max_iter: Optional[int]):
+    import inspect
+
+    from vaebook.metrics.tsne import tsne_latents
+
+    kw = {}
+    if max_iter is not None and "max_iter" in inspect.signature(tsne_latents).parameters:
+        kw["max_iter"] = max_iter
+    return tsne_latents(m, x[:n], labels[:n], n_prior=max(10, n // 2), seed=seed, **kw)
+
+
+def figure_tsne(models: dict, x, labels, n: int, seed: int, max_iter: Optional[int] = None):
     """Figures D.4 / E.5: t-SNE of μφ(x) coloured by digit, with prior draws (pink)."""
     import matplotlib.pyplot as plt
 
-    from vaebook.metrics.tsne import plot_tsne, tsne_latents
+    from vaebook.metrics.tsne import plot_tsne
 
     fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.4), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
-        res = tsne_latents(m, x[:n], labels[:n], n_prior=max(10, n // 2), seed=seed)
+        res = _tsne(m, x, labels, n, seed, max_iter)
         plot_tsne(res, ax=ax, title=name)
         ax.title.set_fontsize(8)
     axes[0, -1].legend(fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -344,6 +359,8 @@ def run(params: dict, progress: bool = True) -> Run:
 
     # figures: the extreme σx² of the sweep, both encodings (D.3, D.4); extreme σz² (E.5)
     by_key = {(k["table"], k["log10"], k["encoding"]): m for k, m in keyed}
+    few = p["tsne_panels"] == "few"
+    max_iter = 250 if p["preset"] == "smoke" else None  # used when vaebook.metrics.tsne accepts max_iter
     t1 = [k for k in by_key if k[0] == "table1"]
     if t1:
         ends = sorted({k[1] for k in t1})
@@ -352,13 +369,15 @@ def run(params: dict, progress: bool = True) -> Run:
         fig = figure_perturbed(pick, x_eval, p["figure_s2"], p["seed"])
         run_.save_figure(fig, "figD3_perturbed_decodes")
         plt.close(fig)
-        fig = figure_tsne(pick, x_eval.cpu(), y_train[: len(x_eval)], p["n_tsne"], p["seed"])
+        if few:
+            pick = {k: v for k, v in pick.items() if k.startswith("stochastic")}
+        fig = figure_tsne(pick, x_eval.cpu(), y_train[: len(x_eval)], p["n_tsne"], p["seed"], max_iter)
         run_.save_figure(fig, "figD4_tsne")
         plt.close(fig)
     e8 = sorted(k[1] for k in by_key if k[0] == "tableE8")
-    if e8:
+    if e8 and not few:
         pick = {f"σz²={10 ** lz:.2g} (fixed)": by_key[("tableE8", lz, "stochastic")] for lz in (e8[-1], e8[0])}
-        fig = figure_tsne(pick, x_eval.cpu(), y_train[: len(x_eval)], p["n_tsne"], p["seed"])
+        fig = figure_tsne(pick, x_eval.cpu(), y_train[: len(x_eval)], p["n_tsne"], p["seed"], max_iter)
         run_.save_figure(fig, "figE5_tsne")
         plt.close(fig)
     run_.finish()

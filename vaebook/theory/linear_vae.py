@@ -12,8 +12,9 @@ for fixed W the optimal encoder is V = (WᵀW + σx² I)⁻¹Wᵀ, after which
 J = Σ_i λ_i / (2(a_i + σx²)) + s Σ_i a_i /(2σx²) + (d_z/2)(s − 1 − ln s), with λ_i the eigenvalues of C
 (top d_z get a latent direction, the rest contribute λ_i/(2σx²)) and a_i = ‖W u_i‖². Minimising over
 a_i ≥ 0 gives a_i = max(0, σx √(λ_i/s) − σx²), and then s solves s = d_z σx² / (d_z σx² + Σ a_i).
-Consequences: σz²* → 1 **exactly** once σx² ≥ λ_max(C) (all a_i = 0, posterior collapse), and
-σz²* ≈ d_z² σx² / (Σ_{i≤d_z} √λ_i)² → 0 linearly as σx² → 0 (Theorem 2).
+Consequences: σz²* = 1 **exactly** once σx² ≥ λ_max(C) (all a_i = 0, posterior collapse), and while all
+d_z directions are active (λ_{d_z} > σx² σz²*, i.e. σx² < √λ_{d_z}·Σ_{i≤d_z}√λ_i / d_z) the optimum is
+exactly σz²* = d_z² σx² / (Σ_{i≤d_z} √λ_i)², linear in σx², so σz²* → 0 as σx² → 0 (Theorem 2).
 """
 from __future__ import annotations
 
@@ -207,7 +208,8 @@ def claim_closed_form_is_global(sigma_x2s: Sequence[float] = (1e-2, 1e-1, 1.0, 1
         op.append(optimise(C, 3, v, n_starts=n_starts, seed=seed))
     return ClaimResult(
         "theorem2_closed_form_optimum", "Closed-form global optimum of the linear VAE = best multi-start L-BFGS optimum",
-        "Thm. 2 (linear case)", status="extension", lhs=[o.J for o in op], rhs=[o.J for o in cf], relation="==", rtol=1e-7, atol=1e-9,
+        "Thm. 2 (linear case)", status="extension", lhs=[o.J for o in op], rhs=[o.J for o in cf], relation="==",
+        rtol=1e-7, atol=1e-9,
         notes="σz²* (optimiser vs closed form): " + ", ".join(f"{o.sigma_z2:.5g}/{c.sigma_z2:.5g}" for o, c in zip(op, cf)),
         details={"sigma_x2": list(sigma_x2s), "sigma_z2_optimiser": [o.sigma_z2 for o in op],
                  "sigma_z2_closed_form": [c.sigma_z2 for c in cf], "active_dims": [c.active for c in cf]})

@@ -222,7 +222,8 @@ def claim_f10_correct_form(seed: int = 0) -> ClaimResult:
     t = f10_terms(seed)
     return ClaimResult(
         "f10_entropy_difference", "I(z;z_e) = H(Σ) − H(σz²I) = ½ ln det Σ − (d_z/2) ln σz² for Gaussian q(z)",
-        "(F.10)", status="corrected", lhs=[t["I_z_ze"], t["entropy_difference"]], rhs=[t["correct_form"]] * 2, relation="==", rtol=1e-10,
+        "(F.10)", status="corrected", lhs=[t["I_z_ze"], t["entropy_difference"]], rhs=[t["correct_form"]] * 2,
+        relation="==", rtol=1e-10,
         atol=1e-12, notes="the printed last line (d_z/2) ln(det Σ/σz²) differs: see f10_printed_form", details=t)
 
 

@@ -52,7 +52,7 @@ def discretized_logistic_log_prob(v: torch.Tensor, means: torch.Tensor, log_scal
     b = (c - half - means) * inv_s
     log_upper = -F.softplus(-a)  # log σ(a): mass of (−∞, upper]
     log_lower_tail = -F.softplus(b)  # log(1 − σ(b)): mass of [lower, ∞)
-    mid = log_upper + log_lower_tail + torch.log(-torch.expm1(b - a))
+    mid = log_upper + log_lower_tail + torch.log(-torch.expm1(-2.0 * half * inv_s))  # b − a = −(bin width)/s
     return torch.where(v <= 0, log_upper, torch.where(v >= n_bins - 1, log_lower_tail, mid))
 
 

@@ -11,7 +11,11 @@ Loss per image (batch mean):  ‖x − μθ(z)‖² + β·‖z‖²/2 + λ·R(θ
   hand-set weight instead of σz² (Section 6); computed exactly with d_z forward-mode JVPs
   (``torch.func.jvp`` + ``vmap``), differentiable w.r.t. θ and φ;
 * ``"rae-sn"`` no penalty; every Linear/ConvTranspose layer of the decoder is spectrally normalised
-  (``torch.nn.utils.parametrizations.spectral_norm``, one power iteration per training step).
+  (``torch.nn.utils.parametrizations.spectral_norm``, one power iteration per training forward, as
+  in Miyato et al. [24]). Only the decoder, as the RAE paper describes it (its code also normalises
+  the encoder); the decoder's batch-norm layers are kept, as in the RAE code, so the decoder's
+  Lipschitz constant is not bounded by 1. SN normalises each weight reshaped to a matrix
+  (``out × in·k·k``; dim 1 = output channels for ConvTranspose), not the convolution operator.
 
 β and λ are converted from the official RAE configurations (ParthaEth/Regularized_autoencoders-RAE-,
 ``configurations/config.py``), whose loss is per-pixel mean squared error + β_R·mean_j z_j² +

@@ -6,10 +6,11 @@ k(z, z') = Σ_s C_s / (C_s + ‖z − z'‖²) with C_s = 2·d_z·σ_p²·s, s �
 (as in the official code, tolstikhin/wae ``wae.py``), estimated with the unbiased U-statistic
 (the within-sample sums exclude i = j).
 
-λ: 10 for MNIST and 100 for CelebA(-HQ) (the WAE paper's values, applied to the per-image sum of
-squared errors). Note that the official code scales the squared-error cost by 0.05
-(``configs.py``: ``lambda = 10``), i.e. an effective λ = 200 relative to the unscaled cost;
-pass ``lam=...`` to use another value.
+λ (the paper under reproduction does not state it): 10 for MNIST and 100 for CelebA(-HQ), the values
+quoted for the WAE paper's experiments, applied to the unscaled per-image sum of squared errors.
+Caveat: the official code (tolstikhin/wae ``configs.py``) sets ``lambda = 10`` for both datasets but
+scales the squared-error cost by 0.05 (effective λ = 200 for the unscaled cost), and the RAE authors'
+WAE configuration for CelebA uses 100 with the same 0.05 scaling. Pass ``lam=...`` to change it.
 """
 from __future__ import annotations
 
