@@ -131,3 +131,22 @@ def test_noise_feed_reproduces_the_generator_draw():
         fed = q.rsample(2, None)
     torch.testing.assert_close(fed, direct, rtol=0, atol=0)
     assert Posterior.rsample.__name__ == "rsample"  # the patch is removed afterwards
+
+
+def test_fast_path_defaults_match_fit():
+    """The fast path's default switches (fused Adam; no compile on CPU) change only float rounding."""
+    from vaebook.train.fast import FastTrainConfig, FastTrainer
+
+    x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.manual_seed(5)
+    m = Section4VAE("d1", sigma_x2=0.3, sigma_z2=1.0).double()
+    ref = copy.deepcopy(m)
+    cfg = dict(epochs=1, batch_size=BATCH, seed=3, device="cpu")
+    tr = FastTrainer(m, x, FastTrainConfig(**cfg))
+    assert tr.options["fused_adam"] and not tr.options["compile"] and tr.options["autocast"] is None
+    h = tr.fit()
+    h_ref = fit(ref, x, TrainConfig(**cfg))
+    for name in ("loss", "rec", "kl", "mse"):
+        assert h.epochs[0][name] == pytest.approx(h_ref.epochs[0][name], rel=1e-12)
+    for name, t in ref.state_dict().items():
+        torch.testing.assert_close(m.state_dict()[name], t, rtol=0, atol=1e-9)

@@ -3,8 +3,6 @@
 Inception on the CPU costs ~0.1–0.3 s per 299×299 image, so the network tests use 2–4 images;
 the cheaper checks use pytorch-fid's 64-d block (first max-pool features).
 """
-import math
-import os
 
 import numpy as np
 import pytest

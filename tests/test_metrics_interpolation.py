@@ -1,5 +1,4 @@
 """Spherical interpolation (Section 6.2) and the pairs used for Table 5."""
-import math
 
 import torch
 

@@ -1,5 +1,4 @@
 """IWAE NLL bound (Table 7) on a linear-Gaussian VAE whose marginal p(x) is known exactly."""
-import math
 
 import pytest
 import torch

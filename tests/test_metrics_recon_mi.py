@@ -106,3 +106,12 @@ def test_mi_upper_bound_deterministic_encoder_needs_sigma_z2():
         mi_upper_bound(det, x)
     res = mi_upper_bound(det, x, sigma_z2=0.05)
     assert res["isotropic"] and 0.0 < res["mi_d1"] and res["mi"] <= res["ln_n"]
+
+
+def test_uint8_images_are_read_as_values_in_unit_interval():
+    # vaebook.data stores images as uint8; every metric must see x/255, not 0..255
+    model = LinearGaussianVAE.random(d_x=4, d_z=2, seed=10, dtype=torch.float32, image_shape=(1, 2, 2))
+    x8 = torch.randint(0, 256, (6, 1, 2, 2), generator=torch.Generator().manual_seed(11), dtype=torch.uint8)
+    xf = x8.float() / 255
+    torch.testing.assert_close(mse_per_image(model, x8, batch_size=4), mse_per_image(model, xf))
+    assert mean_kl(model, x8) == pytest.approx(mean_kl(model, xf))

@@ -444,6 +444,98 @@ def results_banner(res: Optional[Results], notebook: str = "") -> str:
     return f"{SMOKE_WARNING}\n\n{head}" if res.is_smoke else head
 
 
+def status_table(results_dir, notebooks: Sequence[str] = NOTEBOOKS):
+    """One row per comparison table of each notebook's best results (see :func:`latest_results`):
+    notebook, table, preset, provenance, cells and verdict counts, and a note (smoke = not a result)."""
+    import pandas as pd
+
+    rows = []
+    for nb in notebooks:
+        res = find_results(results_dir, nb)
+        if res is None:
+            rows.append({"notebook": nb, "table": "–", "preset": "none", "provenance": "no results yet", "cells": 0,
+                         **{v: 0 for v in VERDICTS}, "note": "run the notebook in compute mode"})
+            continue
+        tabs = {k: t for k, t in res.tables.items() if k.startswith("table") and "verdict" in t.columns}
+        if not tabs:
+            rows.append({"notebook": nb, "table": "–", "preset": res.preset, "provenance": res.label, "cells": 0,
+                         **{v: 0 for v in VERDICTS}, "note": "no comparison table"})
+        for name, t in tabs.items():
+            rows.append({"notebook": nb, "table": name, "preset": res.preset, "provenance": res.label,
+                         "cells": len(t), **verdict_counts(t),
+                         "note": "SMOKE TEST - not a result" if res.is_smoke else ""})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# notebook helpers (display + myst-nb glue)
+# --------------------------------------------------------------------------------------------
+def fmt(v, spec: str = ".3g", missing: str = "n/a") -> str:
+    """Format a number for prose; ``missing`` for None/NaN."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return missing if v is None else str(v)
+    if math.isnan(f):
+        return missing
+    if spec and spec[-1] in "bcdoxXn":
+        return format(int(round(f)), spec)
+    return format(f, spec)
+
+
+def glue_all(values: dict) -> None:
+    """``myst_nb.glue`` every ``key -> str`` without displaying it (use ``{glue:text}`key``` in prose)."""
+    from myst_nb import glue
+
+    for k, v in values.items():
+        glue(k, str(v), display=False)
+
+
+def verdict_counts(df) -> dict:
+    """``{"match": n, "trend holds": n, "differs": n}`` of a comparison table."""
+    if df is None or "verdict" not in getattr(df, "columns", []):
+        return {v: 0 for v in VERDICTS}
+    vc = df["verdict"].value_counts()
+    return {v: int(vc.get(v, 0)) for v in VERDICTS}
+
+
+def verdict_line(df) -> str:
+    c = verdict_counts(df)
+    return " · ".join(f"{n} {v}" for v, n in c.items())
+
+
+def show_table(df, caption: str = "", precision: int = 3, max_rows: Optional[int] = None):
+    """Display ``df`` as an HTML table with ``caption`` (put the provenance label in it)."""
+    from IPython.display import HTML, display
+
+    if df is None:
+        return
+    d = df if max_rows is None else df.head(max_rows)
+    fmt_num = lambda v: fmt(v, f".{precision}g", "–")  # noqa: E731
+    html = d.to_html(index=False, na_rep="–", float_format=fmt_num, escape=True, border=0,
+                     classes="vaebook-table")
+    cap = f"<p><em>{_html_escape(caption)}</em></p>" if caption else ""
+    display(HTML(cap + html))
+
+
+def _html_escape(s: str) -> str:
+    import html
+
+    return html.escape(str(s))
+
+
+def show_figure(res: "Results", stem: str, caption: str = "") -> bool:
+    """Display a results figure (embedded PNG) with a caption; False when the run has no such figure."""
+    from IPython.display import Image, Markdown, display
+
+    if res is None or stem not in res.figures:
+        return False
+    display(Image(filename=str(res.figures[stem])))
+    if caption:
+        display(Markdown(f"*{caption}* ({res.label})"))
+    return True
+
+
 # --------------------------------------------------------------------------------------------
 # comparing with the paper
 # --------------------------------------------------------------------------------------------
@@ -588,4 +680,5 @@ __all__ = ["ParameterError", "ParamSpec", "validate_params", "COMMON_PARAMS", "p
            "PRESET_ORDER", "MODES", "NOTEBOOKS", "VERDICTS", "Run", "latest_results", "load_results",
            "find_results", "Results", "results_banner", "SMOKE_WARNING", "verdict", "monotone", "spearman",
            "provenance_label", "git_revision", "device_description", "library_versions", "train_config",
-           "train_many", "set_threads", "seed_for", "mnist_subset"]
+           "train_many", "set_threads", "seed_for", "mnist_subset", "fmt", "glue_all", "verdict_counts", "verdict_line",
+           "show_table", "show_figure", "status_table"]

@@ -65,7 +65,7 @@ def evaluate_generation(tm: "s6.TrainedModel", data: "s6.Section6Data", ref, sou
     """
     from vaebook.metrics.fid import fid
     from vaebook.metrics.recon import mean_mse
-    from vaebook.posterior import sample
+    from vaebook.posterior import generate_images
 
     s = s6.settings(p["preset"])
     model = tm.model
@@ -87,10 +87,11 @@ def evaluate_generation(tm: "s6.TrainedModel", data: "s6.Section6Data", ref, sou
         if src != "prior" and latents is None:
             latents = s6.encode_train(model, data, s.eval_batch)
         sampler = s6.fit_sampler(model, src, latents, s, seed, dev)
-        vals[col] = fid(model, ref, n_samples=fid_n, dims=dims, batch_size=s6.fid_batch(dev), device=dev,
-                        source=src, sampler=sampler, seed=seed, gen_batch_size=s.eval_batch)
-        g = torch.Generator().manual_seed(seed + 7)
-        imgs[src] = sample(model, n_show, src, sampler, generator=g).cpu()
+        shown: list = []
+        stream = s6.keep_first(generate_images(model, fid_n, src, sampler, seed=seed, batch_size=s.eval_batch),
+                               n_show, shown)
+        vals[col] = fid(stream, ref, dims=dims, batch_size=s6.fid_batch(dev), device=dev)
+        imgs[src] = torch.cat(shown)[:n_show] if shown else None
     return vals, imgs, why
 
 
@@ -124,8 +125,10 @@ def tsne_figure(models: dict, data: "s6.Section6Data", n_points: int, seed: int)
     rows = max(1, math.ceil(len(items) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows), squeeze=False)
     x, y = data.test[:n_points], data.test_labels[:n_points]
-    for ax, (name, tm) in zip(axes.flat, items):
-        res = tsne_latents(tm.model, x, y, n_prior=max(10, n_points // 2), seed=seed)
+    # small maps: one thread (scikit-learn's OpenMP threads spin badly on a busy machine; 40× slower)
+    with s6.small_threads(n_points * 1000):
+        maps = [tsne_latents(tm.model, x, y, n_prior=max(10, n_points // 2), seed=seed) for _, tm in items]
+    for ax, (name, tm), res in zip(axes.flat, items, maps):
         plot_tsne(res, ax=ax, title=s6.ROW_BY_NAME[name].display, point_size=2.0)
         ax.title.set_fontsize(7)
     for ax in list(axes.flat)[len(items):]:
@@ -237,13 +240,80 @@ def run(params: dict, log=print) -> Run:
             fig = time_figure(times)
             run.save_figure(fig, "fig_2_time_per_epoch")
             _close(fig)
+        table_rows += s6.not_selected_rows(TABLE, p["datasets"])
         table = s6.rows_frame(table_rows)
         run.write_table(TABLE, table)
         sig_rows = sigma2_rows(all_values)
         run.write_table("table4_iso_i_sigma2", s6.rows_frame(sig_rows))
         run.write_metrics({"values": all_values, "time_per_epoch": times, "settings": info,
-                           "verdicts": s6.verdict_counts(table)})
+                           "verdicts": s6.verdict_counts(table),
+                           "mle_vs_trainable": {d: mle_vs_trainable(table, d) for d in all_values}})
     return run
+
+
+def mle_vs_trainable(df: pd.DataFrame, dataset: str) -> dict:
+    """The paper's comparison of the bottom eight rows of Table 4: in how many FID cells does the MLE model
+    beat the trainable-Σx model of the same shape? ``{"ours": [wins, cells], "paper": [wins, cells]}``
+    (cells where both of ours exist)."""
+    ours, paper = [0, 0], [0, 0]
+    if df is None or df.empty:
+        return {"ours": ours, "paper": paper}
+    d = df[(df["dataset"] == dataset) & df["metric"].astype(str).str.startswith("fid")]
+    for shape in ("iso-i", "diag-i", "iso-d", "diag-d"):
+        a = d[d["name"] == f"mle-{shape}"].set_index("metric")
+        b = d[d["name"] == f"trainable-{shape}"].set_index("metric")
+        for m in a.index.intersection(b.index):
+            pa, pb, oa, ob = a.at[m, "paper"], b.at[m, "paper"], a.at[m, "ours"], b.at[m, "ours"]
+            if any(pd.isna(v) for v in (pa, pb, oa, ob)):
+                continue
+            paper[0] += int(pa < pb)
+            paper[1] += 1
+            ours[0] += int(oa < ob)
+            ours[1] += 1
+    return {"ours": ours, "paper": paper}
+
+
+def summary(res) -> dict:
+    """Strings for the notebook's prose (myst-nb glue); 'n/a' without results."""
+    from vaebook.experiments.common import fmt
+
+    out = {"gen_label": "no results", "gen_verdicts": "n/a", "gen_sigma2_mnist": "n/a", "gen_sigma2_celeba": "n/a",
+           "gen_fid_samples": "n/a", "gen_fid_dims": "n/a", "gen_mle_wins_mnist": "n/a",
+           "gen_mle_wins_celeba": "n/a", "gen_paper_mle_wins_mnist": "n/a", "gen_paper_mle_wins_celeba": "n/a"}
+    for d, key in (("mnist", "mnist"), ("celeba64", "celeba")):
+        pw = mle_vs_trainable(_paper_only_frame(d), d)["paper"]
+        out[f"gen_paper_mle_wins_{key}"] = f"{pw[0]} of {pw[1]}"
+    if res is None:
+        return out
+    out["gen_label"] = res.label
+    t = res.tables.get(TABLE)
+    if t is not None:
+        out["gen_verdicts"] = ", ".join(f"{n} {k}" for k, n in s6.verdict_counts(t).items())
+        for d, key in (("mnist", "mnist"), ("celeba64", "celeba")):
+            w = mle_vs_trainable(t, d)["ours"]
+            out[f"gen_mle_wins_{key}"] = f"{w[0]} of {w[1]}" if w[1] else "n/a (rows not run)"
+    vals = res.metrics.get("values", {})
+    for d, key in (("mnist", "mnist"), ("celeba64", "celeba")):
+        out[f"gen_sigma2_{key}"] = fmt((vals.get(d, {}).get("mle-iso-i") or {}).get("sigma2"), ".3g")
+    st = next(iter(res.metrics.get("settings", {}).values()), {})
+    if st:
+        out["gen_fid_samples"] = fmt(st.get("fid_samples"), ",.0f")
+        out["gen_fid_dims"] = fmt(st.get("fid_dims"), ".0f")
+    return out
+
+
+def _paper_only_frame(dataset: str) -> pd.DataFrame:
+    """Table 4's paper values in the long layout (ours = paper), for counting the paper's own tallies."""
+    rows = []
+    for n in s6.models_for(dataset, TABLE):
+        r = s6.ROW_BY_NAME[n]
+        for m in s6.table_metrics(TABLE, dataset):
+            v = s6.paper_value(TABLE, n, dataset, m)
+            rows.append({"dataset": dataset, "name": n, "group": r.group, "metric": m, "paper": v, "ours": v})
+    return pd.DataFrame(rows)
+
+
+resolve = validate
 
 
 def _close(fig) -> None:
@@ -252,5 +322,5 @@ def _close(fig) -> None:
     plt.close(fig)
 
 
-__all__ = ["PARAMS", "NOTEBOOK", "TABLE", "validate", "plan", "run", "evaluate_generation", "samples_figure",
+__all__ = ["PARAMS", "NOTEBOOK", "TABLE", "validate", "resolve", "summary", "mle_vs_trainable", "plan", "run", "evaluate_generation", "samples_figure",
            "sources_for", "tsne_figure", "time_figure", "sigma2_rows"]

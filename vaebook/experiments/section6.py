@@ -167,13 +167,13 @@ PRESET_SETTINGS: dict[str, Section6Settings] = {
     # seconds on CPU: a code-path test only. CelebA nets cost ~10 GFLOP (64²) / ~80 GFLOP (128²) per
     # decoded image, so the CelebA smoke runs use a couple of models, tiny batches and a handful of images.
     "smoke": Section6Settings(
-        n_train={"mnist": 256, "celeba64": 128, "celebahq128": 16},
-        n_test={"mnist": 128, "celeba64": 8, "celebahq128": 4},
-        train_overrides={"mnist": dict(max_steps=3, batch_size=32), "celeba64": dict(max_steps=1, batch_size=4),
+        n_train={"mnist": 256, "celeba64": 104, "celebahq128": 16},
+        n_test={"mnist": 64, "celeba64": 8, "celebahq128": 4},
+        train_overrides={"mnist": dict(max_steps=2, batch_size=32), "celeba64": dict(max_steps=1, batch_size=4),
                          "celebahq128": dict(max_steps=1, batch_size=2)},
-        fid_samples={"mnist": 16, "celeba64": 8, "celebahq128": 4},
-        fid_dims=64, iwae_k=4, tsne_points=48,
-        second_stage=dict(width=32, depth=1, epochs=1, max_steps=5, batch_size_2nd=32),
+        fid_samples={"mnist": 8, "celeba64": 8, "celebahq128": 4},
+        fid_dims=64, iwae_k=4, tsne_points=32,
+        second_stage=dict(width=32, depth=1, epochs=1, max_steps=3, batch_size_2nd=32),
         gmm_max_iter=20,
         default_models={"celeba64": ["vae-gaussian", "mle-diag-d"], "celebahq128": ["mle-diag-d"]},
         eval_batch=64,
@@ -552,6 +552,26 @@ def trained_models(dataset: str, names: Sequence[str], params: dict, data: Optio
 # --------------------------------------------------------------------------------------------
 # evaluation helpers
 # --------------------------------------------------------------------------------------------
+def keep_first(batches, n: int, store: list):
+    """Pass image batches through, appending the first ``n`` images to ``store`` (figures from the FID
+    samples, so nothing is decoded twice)."""
+    kept = 0
+    for b in batches:
+        if kept < n:
+            store.append(b[:n - kept].cpu())
+            kept += store[-1].shape[0]
+        yield b
+
+
+def small_threads(n_values: int):
+    """One BLAS/OpenMP thread for small scikit-learn fits (their thread pools spin badly on a busy CPU)."""
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1) if n_values <= 2_000_000 else contextlib.nullcontext()
+
+
 def fid_batch(device) -> int:
     return 200 if str(device).startswith("cuda") else 50
 
@@ -584,7 +604,8 @@ def fit_sampler(model, source: str, latents: torch.Tensor, s: Section6Settings, 
         torch.manual_seed(seed)
         vae2 = SecondStageVAE(latents.shape[1], **arch).to(device)
         return vae2.fit(latents, seed=seed, **kw)
-    return fit_latent_sampler(model, None, source, latents=latents.cpu(), seed=seed, max_iter=s.gmm_max_iter)
+    with small_threads(latents.numel()):
+        return fit_latent_sampler(model, None, source, latents=latents.cpu(), seed=seed, max_iter=s.gmm_max_iter)
 
 
 def source_skip_reason(model, source: str, n_codes: int) -> str:
@@ -632,13 +653,29 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
 
 
-def pairwise_trend(paper_v, paper_ref, ours_v, ours_ref, ref_display: str) -> Optional[tuple]:
-    """(holds, why): ours is on the same side of the reference row as the paper's value."""
+TIE = 0.05  # the paper's two values within 5 %: it shows no ordering, only "comparable"
+
+
+def pairwise_trend(paper_v, paper_ref, ours_v, ours_ref, ref_display: str, tie: float = TIE) -> Optional[tuple]:
+    """(holds, why): ours is on the same side of the reference row as the paper's value.
+
+    When the paper's two values are within ``tie`` (relative) it claims no ordering; the trend then holds
+    when ours are within ``2·tie`` of each other too.
+    """
     vals = [paper_v, paper_ref, ours_v, ours_ref]
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
         return None
-    sp, so = np.sign(paper_v - paper_ref), np.sign(ours_v - ours_ref)
     rel = {1: ">", -1: "<", 0: "="}
+
+    def close(a, b, t):
+        return abs(a - b) <= t * max(abs(a), abs(b), 1e-12)
+
+    if close(paper_v, paper_ref, tie):
+        ok = close(ours_v, ours_ref, 2 * tie)
+        why = (f"vs {ref_display}: paper {_fmt(paper_v)} ≈ {_fmt(paper_ref)} (within {tie:.0%}), ours "
+               f"{_fmt(ours_v)} vs {_fmt(ours_ref)} {'within' if ok else 'not within'} {2 * tie:.0%}")
+        return ok, why
+    sp, so = np.sign(paper_v - paper_ref), np.sign(ours_v - ours_ref)
     why = (f"vs {ref_display}: paper {_fmt(paper_v)} {rel[int(sp)]} {_fmt(paper_ref)}, "
            f"ours {_fmt(ours_v)} {rel[int(so)]} {_fmt(ours_ref)}")
     return bool(sp == so), why
@@ -701,6 +738,16 @@ def comparison_rows(table: str, dataset: str, ours: dict, reasons: dict, metric_
             v, why = verdict(p, o, rel_tol=tol, trend=trend, note=notes)
             rows.append({**base, "verdict": v, "reason": why})
     return rows
+
+
+def not_selected_rows(table: str, selected: Sequence[str]) -> list[dict]:
+    """Rows for the datasets of ``table`` that a run did not select (so the table keeps every paper row)."""
+    out = []
+    for d in TABLE_DATASETS[table]:
+        if d not in selected:
+            why = f"not run: dataset {d!r} not selected (parameter 'datasets')"
+            out += comparison_rows(table, d, {}, {n: why for n in MODEL_NAMES}, {}, {}, [])
+    return out
 
 
 def rows_frame(rows: list[dict]) -> pd.DataFrame:

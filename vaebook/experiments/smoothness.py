@@ -386,3 +386,55 @@ def run(params: dict, progress: bool = True) -> Run:
 
 __all__ = ["PARAMS", "SECTION_PRESETS", "resolve", "build_models", "evaluate", "compare", "wide_tables", "run",
            "figure_perturbed", "figure_tsne", "SIGMA_X2_GRID", "SIGMA_Z2_GRID"]
+
+
+# --- what the notebook's prose quotes (glued strings; "n/a" when a value is missing) ---------------
+def summary(res) -> dict:
+    """Strings for the notebook's prose from a loaded :class:`~vaebook.experiments.common.Results` (or None)."""
+    from vaebook.experiments.common import fmt, spearman, verdict_line
+
+    p1, pe8 = paper_table("table1", as_printed=True), paper_table("tableE8", as_printed=True)
+
+    def paper_at(tab, key, value, col):
+        row = tab[tab[key].astype(float) == value]
+        return row[col].iloc[0] if len(row) else "n/a"
+
+    out = {"sm_label": res.label if res is not None else "no results",
+           "sm_p_sz_hi": paper_at(p1, "log10_sigma_x2", 0.0, "sigma_z2"),
+           "sm_p_sz_lo": paper_at(p1, "log10_sigma_x2", -1.0, "sigma_z2"),
+           "sm_p_kl_hi": paper_at(p1, "log10_sigma_x2", 0.0, "kl"),
+           "sm_p_mi_hi": paper_at(p1, "log10_sigma_x2", 0.0, "mi"),
+           "sm_p_els_hi": paper_at(p1, "log10_sigma_x2", 0.0, "els"),
+           "sm_p_els_lo": paper_at(p1, "log10_sigma_x2", -1.0, "els"),
+           "sm_p_det_els_lo": paper_at(p1, "log10_sigma_x2", -1.0, "det_els"),
+           "sm_p_e8_mse_hi": paper_at(pe8, "log10_sigma_z2", 1.0, "mse"),
+           "sm_p_e8_kl_hi": paper_at(pe8, "log10_sigma_z2", 1.0, "kl"),
+           "sm_p_mi_max": fmt(pd.to_numeric(p1["mi"]).max(), ".3g"),
+           "sm_p_e8_mi_max": fmt(pd.to_numeric(pe8["mi"]).max(), ".3g")}
+    keys = ("sm_sz_hi", "sm_sz_lo", "sm_kl_hi", "sm_mi_hi", "sm_els_hi", "sm_els_lo", "sm_det_els_lo", "sm_sz_rho",
+            "sm_t1_verdicts", "sm_e8_verdicts", "sm_mi_cap", "sm_e8_mse_hi", "sm_e8_mse_lo", "sm_e8_kl_hi",
+            "sm_e8_mi_hi", "sm_e8_mi_lo", "sm_x_hi", "sm_x_lo", "sm_z_hi", "sm_z_lo", "sm_n_train", "sm_steps")
+    out.update({k: "n/a" for k in keys})
+    if res is None:
+        return out
+    t1, e8 = res.tables.get("ours_table1"), res.tables.get("ours_tableE8")
+    if t1 is not None and len(t1):
+        hi, lo = t1.iloc[t1["log10_sigma_x2"].idxmax()], t1.iloc[t1["log10_sigma_x2"].idxmin()]
+        out.update(sm_x_hi=fmt(10 ** hi["log10_sigma_x2"], ".2g"), sm_x_lo=fmt(10 ** lo["log10_sigma_x2"], ".2g"))
+        for k, col in (("sz", "sigma_z2"), ("kl", "kl"), ("mi", "mi"), ("els", "els"), ("det_els", "det_els")):
+            if col in t1:
+                out[f"sm_{k}_hi"], out[f"sm_{k}_lo"] = fmt(hi[col]), fmt(lo[col])
+        if "sigma_z2" in t1 and len(t1) >= 3:
+            out["sm_sz_rho"] = fmt(spearman(t1["log10_sigma_x2"], t1["sigma_z2"]), ".2f")
+    if e8 is not None and len(e8):
+        hi, lo = e8.iloc[e8["log10_sigma_z2"].idxmax()], e8.iloc[e8["log10_sigma_z2"].idxmin()]
+        out.update(sm_z_hi=fmt(10 ** hi["log10_sigma_z2"], ".2g"), sm_z_lo=fmt(10 ** lo["log10_sigma_z2"], ".2g"),
+                   sm_e8_mse_hi=fmt(hi["mse"]), sm_e8_mse_lo=fmt(lo["mse"]), sm_e8_kl_hi=fmt(hi["kl"]),
+                   sm_e8_mi_hi=fmt(hi["mi"]), sm_e8_mi_lo=fmt(lo["mi"]))
+    out["sm_t1_verdicts"] = verdict_line(res.tables.get("table1"))
+    out["sm_e8_verdicts"] = verdict_line(res.tables.get("tableE8"))
+    out["sm_mi_cap"] = fmt(res.metrics.get("mi_cap_ln_batch"), ".3g")
+    out["sm_n_train"] = fmt(res.metrics.get("n_train"), "d") if res.metrics.get("n_train") else "n/a"
+    steps = [r.get("steps") for r in res.metrics.get("records", []) if r.get("steps")]
+    out["sm_steps"] = fmt(max(steps), "d") if steps else "n/a"
+    return out

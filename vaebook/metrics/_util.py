@@ -18,10 +18,17 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def model_dtype(model: nn.Module) -> torch.dtype:
+def model_dtype(model: nn.Module) -> Optional[torch.dtype]:
+    """The dtype of the model's first floating-point parameter; ``None`` (keep the input's dtype) if it has none."""
     for p in model.parameters():
-        return p.dtype
-    return torch.get_default_dtype()
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def to_float_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (as ``vaebook.data`` stores them) → float32 in [0, 1]; float images pass through."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 def _as_tensor(batch) -> torch.Tensor:
@@ -39,25 +46,25 @@ def _as_tensor(batch) -> torch.Tensor:
 def iter_batches(images: ImagesLike, batch_size: int) -> Iterator[torch.Tensor]:
     """Yield image batches from a tensor/array (split into ``batch_size`` rows) or an iterable of batches.
 
-    An iterable (e.g. a ``DataLoader``) is passed through as is; ``(images, labels)`` tuples
-    yield their first element.
+    An iterable (e.g. a ``DataLoader``) is passed through batch by batch; ``(images, labels)``
+    tuples yield their first element. uint8 batches are converted to float in [0, 1].
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(images, (torch.Tensor, np.ndarray)):
         t = _as_tensor(images)
         for i in range(0, t.shape[0], batch_size):
-            yield t[i : i + batch_size]
+            yield to_float_images(t[i : i + batch_size])
     else:
         for b in images:
-            yield _as_tensor(b)
+            yield to_float_images(_as_tensor(b))
 
 
 def as_tensor(images: ImagesLike) -> torch.Tensor:
-    """Concatenate all batches of ``images`` into one tensor."""
+    """All of ``images`` as one tensor (a tensor/array as is, uint8 kept; batches concatenated)."""
     if isinstance(images, (torch.Tensor, np.ndarray)):
         return _as_tensor(images)
-    parts = list(iter_batches(images, 1))
+    parts = list(iter_batches(images, 1 << 30))
     if not parts:
         raise ValueError("no images were given (empty iterable)")
     return torch.cat(parts, 0)

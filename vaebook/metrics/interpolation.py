@@ -10,7 +10,7 @@ from typing import Iterator, Optional, Union
 
 import torch
 
-from ._util import ImagesLike, as_tensor, eval_mode, model_device, model_dtype, resolve_generator
+from ._util import ImagesLike, as_tensor, eval_mode, model_device, model_dtype, resolve_generator, to_float_images
 
 
 def slerp(z1: torch.Tensor, z2: torch.Tensor, ratio: Union[float, torch.Tensor] = 0.5, eps: float = 1e-7) -> torch.Tensor:
@@ -84,8 +84,8 @@ def interpolated_images(
     with eval_mode(model):
         for s in range(0, n_pairs, batch_size):
             ii, jj = i[s : s + batch_size], j[s : s + batch_size]
-            z1 = model.encode(x[ii].to(dev, dt)).mean
-            z2 = model.encode(x[jj].to(dev, dt)).mean
+            z1 = model.encode(to_float_images(x[ii]).to(dev, dt)).mean
+            z2 = model.encode(to_float_images(x[jj]).to(dev, dt)).mean
             z = slerp(z1, z2, t[s : s + batch_size].to(dev, z1.dtype))
             yield model.decode(z).cpu()
 

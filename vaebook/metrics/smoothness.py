@@ -53,8 +53,8 @@ def expected_gap(
             mu = model.encode(x.to(dev, dt)).mean
             d_z = mu.shape[1]
             for _ in range(n_draws):
-                e1 = (torch.randn(mu.shape, generator=g, dtype=torch.float64) * sd).to(dev, dt)
-                e2 = (torch.randn(mu.shape, generator=g, dtype=torch.float64) * sd).to(dev, dt)
+                e1 = (torch.randn(mu.shape, generator=g, dtype=torch.float64) * sd).to(mu.device, mu.dtype)
+                e2 = (torch.randn(mu.shape, generator=g, dtype=torch.float64) * sd).to(mu.device, mu.dtype)
                 diff = model.decode(mu + e1) - model.decode(mu + e2)
                 vals.append(flat_sum(diff.double() ** 2).cpu())
     if not vals:

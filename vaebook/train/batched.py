@@ -69,7 +69,7 @@ def _fed_rsample(self: Posterior, n: int = 1, generator: Optional[torch.Generato
         return self.mean.unsqueeze(0).expand(n, *self.mean.shape)
     if getattr(_FEED, "record", False):
         queue.append(((n, *self.mean.shape), self.mean.dtype))
-        return _ORIG_RSAMPLE(self, n, None)
+        return self.mean.unsqueeze(0).expand(n, *self.mean.shape)  # no draw: leaves every RNG untouched
     if not queue:
         raise RuntimeError("batched training: the model drew more z samples than its probe step did; "
                            "its loss must draw the same noise shapes at every step")
@@ -207,31 +207,34 @@ class BatchedTrainer:
         n = len(self.data[0])
         if n < cfg.batch_size:
             raise ValueError(f"{n} training images but batch_size={cfg.batch_size}")
+        self.iters = [BatchIterator(n, cfg.batch_size, seed=c.seed, drop_last=True, device=self.device)
+                      for c in configs]
+        self.template = _LossCall(copy.deepcopy(models[0]).to("meta"))
+        self._vstep = vmap(self._one, in_dims=(0, 0, 0, 0), randomness="error")
+        self.noise_plan = self._probe_noise()
         # stacked state; each model's tensors become views of it (no duplicate memory)
         self.params, self.buffers = stack_module_state(list(models))
+        self._match_grad_layout()
+        del self.params
+        stacked = self.forward_params()
         for k, m in enumerate(models):
             for name, p in m.named_parameters():
-                p.data = self.params[name].data[k]
+                p.data = stacked[name].data[k]
             for name, _ in m.named_buffers():
                 mod, _, leaf = name.rpartition(".")
                 (m.get_submodule(mod) if mod else m)._buffers[leaf] = self.buffers[name][k]
-        self.template = _LossCall(copy.deepcopy(models[0]).to("meta"))
         # fused=True: the same Adam update in one kernel per tensor list (no K×-sized temporaries);
         # it differs from Trainer's default single-tensor Adam only by float rounding
-        self.opt = torch.optim.Adam(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        self.opt = torch.optim.Adam(list(self.leaves.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     fused=bool(fused_adam))
         self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
                       if cfg.lr_schedule == "cosine" else None)
-        self.iters = [BatchIterator(n, cfg.batch_size, seed=c.seed, drop_last=True, device=self.device)
-                      for c in configs]
         self.steps_per_epoch = self.iters[0].steps_per_epoch
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = total if cfg.max_steps is None else min(total, cfg.max_steps)
         self.gens = [torch.Generator(device=self.device).manual_seed(c.seed + 1) for c in configs]
         self.nan_every = cfg.nan_check_every or (1 if self.device.type == "cpu" else cfg.log_every)
         self.histories = [History() for _ in models]
-        self.noise_plan = self._probe_noise()
-        self._vstep = vmap(self._one, in_dims=(0, 0, 0, 0), randomness="error")
         self.step = 0
 
     # -- pieces -----------------------------------------------------------------------------------
@@ -251,6 +254,43 @@ class BatchedTrainer:
         with torch.no_grad(), noise_feed(plan, record=True):
             probe.loss(x, generator=None)
         return plan
+
+    def _match_grad_layout(self) -> None:
+        """Store each stacked parameter so that its gradient arrives contiguous.
+
+        Under ``vmap`` a linear layer's weight gradient comes out of a batched matmul transposed
+        (strides ``(·, 1, out)``). Autograd would copy it into the parameter's layout at every step, and
+        fused Adam would copy non-contiguous tensors again — strided copies of K×(weight size) that cost
+        more than the matmul itself on CPU. One probe step (on copies of the buffers, zero noise, no
+        optimiser step) records each gradient's strides; the optimiser then owns a contiguous tensor in
+        that dimension order (``self.leaves``) and the forward pass uses its permuted view, whose
+        gradient is the leaf's gradient without any copy."""
+        strides: dict = {}
+        hooks = [t.register_hook(lambda g, n=n: strides.__setitem__(n, g.stride())) for n, t in self.params.items()]
+        try:
+            idx = torch.arange(self.cfg.batch_size, device=self.device).expand(self.k, -1)
+            noise = [torch.zeros((self.k, *shape), dtype=dtype, device=self.device) for shape, dtype in self.noise_plan]
+            bufs = {n: b.clone() for n, b in self.buffers.items()}
+            total = self._vstep(self.params, bufs, self._gather(idx), noise)[0]
+            total.sum().backward()
+        finally:
+            for h in hooks:
+                h.remove()
+        self.leaves, self.perms = {}, {}
+        for name, p in self.params.items():
+            st = strides.get(name, p.stride())
+            perm = sorted(range(p.dim()), key=lambda d: (-st[d], d))
+            dense = torch.empty_strided(p.shape, st, dtype=p.dtype, device=p.device)
+            if perm == list(range(p.dim())) or dense.untyped_storage().nbytes() != p.numel() * p.element_size():
+                leaf, inv = p.detach(), None  # already in the gradient's layout, or not a plain permutation
+            else:
+                leaf, inv = p.detach().permute(perm).contiguous(), [perm.index(d) for d in range(p.dim())]
+            self.leaves[name] = leaf.requires_grad_(True)
+            self.perms[name] = inv
+
+    def forward_params(self) -> dict:
+        """The stacked parameters in their ``K×(parameter shape)`` form (views of ``self.leaves``)."""
+        return {n: t if self.perms[n] is None else t.permute(self.perms[n]) for n, t in self.leaves.items()}
 
     def _draw_noise(self) -> list:
         """One ``K×shape`` tensor per draw of the plan; model k's slice comes from its own generator."""
@@ -272,7 +312,7 @@ class BatchedTrainer:
 
     def train_step(self, idx: torch.Tensor) -> _Out:
         x = self._gather(idx)
-        total, terms, sigma2 = self._vstep(self.params, self.buffers, x, self._draw_noise())
+        total, terms, sigma2 = self._vstep(self.forward_params(), self.buffers, x, self._draw_noise())
         out = _Out(total, terms, sigma2)
         if self.step % self.nan_every == 0 and not bool(torch.isfinite(total).all()):
             self._nonfinite(out)
@@ -312,11 +352,11 @@ class BatchedTrainer:
         """Give each model its own storage again (the stacked tensors can then be freed)."""
         for m in self.models:
             for p in m.parameters():
-                p.data = p.data.clone()
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
             for mod in m.modules():
                 for leaf, b in mod._buffers.items():
                     if b is not None:
-                        mod._buffers[leaf] = b.clone()
+                        mod._buffers[leaf] = b.clone(memory_format=torch.contiguous_format)
 
     def _end_epoch(self, epoch: int, accum: dict, n: int, last: _Out, dt: float) -> None:
         sums = {name: v.tolist() for name, v in accum.items()}
