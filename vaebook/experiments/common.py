@@ -403,8 +403,14 @@ class Results:
         return provenance_label(self.provenance)
 
     @property
+    def preset_independent(self) -> bool:
+        """True for computations that are identical at every preset (the theory checks)."""
+        return bool(self.provenance.get("preset_independent"))
+
+    @property
     def is_smoke(self) -> bool:
-        return self.preset == "smoke"
+        """Smoke-preset numbers that must not be read as results."""
+        return self.preset == "smoke" and not self.preset_independent
 
 
 def load_results(path) -> Results:
@@ -441,6 +447,8 @@ def results_banner(res: Optional[Results], notebook: str = "") -> str:
         return (f"**No results yet** for `{notebook}`: nothing under `results/` for any preset. Run this notebook "
                 "in compute mode (see *How to re-run*) to produce them.")
     head = f"Results: `{res.label}`"
+    if res.preset_independent:
+        head += " (these computations are identical at every preset)"
     return f"{SMOKE_WARNING}\n\n{head}" if res.is_smoke else head
 
 
@@ -463,7 +471,8 @@ def status_table(results_dir, notebooks: Sequence[str] = NOTEBOOKS):
         for name, t in tabs.items():
             rows.append({"notebook": nb, "table": name, "preset": res.preset, "provenance": res.label,
                          "cells": len(t), **verdict_counts(t),
-                         "note": "SMOKE TEST - not a result" if res.is_smoke else ""})
+                         "note": "SMOKE TEST - not a result" if res.is_smoke
+                         else ("same at every preset" if res.preset_independent else "")})
     return pd.DataFrame(rows)
 
 

@@ -826,12 +826,41 @@ def display_table(df: pd.DataFrame, dataset: Optional[str] = None) -> pd.DataFra
     if df is None or df.empty:
         return pd.DataFrame()
     d = df if dataset is None or "dataset" not in df else df[df["dataset"] == dataset]
-    d = d.drop(columns=[c for c in ("name", "group") if c in d]).copy()
+    d = d.drop(columns=[c for c in ("name", "group", "dataset") if c in d]).copy()
+    if "metric" in d:
+        d["metric"] = d["metric"].map(lambda m: METRIC_LABELS.get(m, m))
     for c in ("paper", "ours"):
         if c in d:
             d[c] = d[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}")
     d["verdict"] = d["verdict"].fillna("not run")
     return d.reset_index(drop=True)
+
+
+def side_by_side(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The table laid out like the paper's: one row per model, one column per metric, cells
+    ``"ours (paper)"`` (``–`` where not run / not printed)."""
+    if df is None or df.empty:
+        return pd.DataFrame()
+    d = df[df["dataset"] == dataset]
+    if d.empty:
+        return pd.DataFrame()
+
+    def cell(r):
+        o = "–" if pd.isna(r["ours"]) else f"{r['ours']:.4g}"
+        return f"{o} ({r['paper']:.4g})"
+
+    d = d.assign(cell=d.apply(cell, axis=1))
+    order = list(dict.fromkeys(d["model"]))
+    cols = list(dict.fromkeys(d["metric"]))
+    wide = d.pivot(index="model", columns="metric", values="cell").reindex(index=order, columns=cols)
+    wide = wide.fillna("").reset_index().rename(columns={**METRIC_LABELS, "model": "model"})
+    wide.columns.name = None
+    return wide
+
+
+METRIC_LABELS = {"mse": "MSE", "fid_prior": "FID prior", "fid_2nd_vae": "FID 2nd VAE", "fid_gmm10": "FID GMM-10",
+                 "fid_gmm100": "FID GMM-100", "fid_mid_point": "FID mid-point", "fid_random_point": "FID random-point",
+                 "nll": "NLL bound (nats)", "sigma2": "learned σx²"}
 
 
 def glue_or_na(name: str, value, fmt: str = "{:.4g}") -> None:
@@ -854,4 +883,4 @@ __all__ = ["DATASETS", "ROWS", "ROW_BY_NAME", "MODEL_NAMES", "SOURCES", "PRESET_
            "table_metrics", "settings", "load_data", "trained_models", "model_cache_dir", "section_train_config",
            "cache_key", "reference", "fit_sampler", "comparison_rows", "rows_frame", "verdict_counts",
            "grid_figure", "image_grid", "epoch_times", "display_table", "fid_comparable", "fid_note",
-           "section_params", "FID_PARAMS", "glue_or_na", "learned_sigma2", "source_skip_reason"]
+           "section_params", "FID_PARAMS", "glue_or_na", "side_by_side", "not_selected_rows", "learned_sigma2", "source_skip_reason"]
