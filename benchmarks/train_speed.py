@@ -4,19 +4,24 @@ One CSV row per (net, K) in ``results/benchmarks/<device>/train_speed.csv`` plus
 
 * ``gflop_per_image``: one training step (forward + backward of the loss) counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls), divided by the batch size;
-* ``images_per_s``: K·batch·steps / time of our loop — for K = 1 the single-model fast path
+* ``images_per_s``: K·batch / seconds per step of our loop — for K = 1 the single-model fast path
   (:class:`vaebook.train.fast.FastTrainer`), for K > 1 the batched loop
-  (:class:`vaebook.train.batched.BatchedTrainer`); the timed steps follow warm-up steps;
-* ``achieved_tflops`` = gflop_per_image · images_per_s / 1000; ``matmul_peak_tflops``: best of a large
-  fp32 matmul timed in the same process just before; ``fraction_of_peak`` their ratio;
-* ``speedup_vs_sequential``: K sequential single-model fast-path runs (K × the measured single-run
-  time per step, measured back-to-back in the same process) divided by ours (1 for K = 1);
+  (:class:`vaebook.train.batched.BatchedTrainer`);
+* ``achieved_tflops`` = gflop_per_image · images_per_s / 1000; ``matmul_peak_tflops``: a large fp32
+  matmul (2048² on CPU, 4096² on CUDA); ``fraction_of_peak`` their ratio;
+* ``speedup_vs_sequential``: K sequential single-model fast-path runs (K × its seconds per step)
+  divided by ours (1 for K = 1);
 * ``speedup_vs_dataloader``: K sequential plain loops over a ``torch.utils.data.DataLoader`` of PIL
   images with ``transforms.ToTensor()`` and a default ``torch.optim.Adam`` (what peer libraries do;
   same net, batch and device) divided by ours;
 * ``peak_mem_mb``: CUDA: ``torch.cuda.max_memory_allocated`` of our loop; CPU: peak resident set
-  size of the row's process after our loop (each row runs in a fresh subprocess; includes the
-  Python/torch baseline, reported in provenance.json).
+  size of the row's process after our loop's warm-up (each row runs in a fresh subprocess; the
+  Python/torch baseline is in provenance.json).
+
+Timing: after warm-up, each of ``--steps`` rounds times back to back one step of ours, one step of
+the single-model run, one step of the DataLoader loop and one matmul, so that all four see the same
+machine load (the CPU is shared); every figure is the median over rounds (raw times in
+provenance.json).
 
 The model is the proposed Gaussian VAE with an MLE Iso-I decoder variance (``mle-iso-i``), trained
 on synthetic uint8 images of the net's shape (speed does not depend on pixel values).
@@ -54,41 +59,38 @@ def _sync(dev):
         torch.cuda.synchronize()
 
 
-def matmul_peak_tflops(dev, n: int, reps: int = 5) -> float:
-    """Best-of-``reps`` fp32 matmul throughput (2n³ FLOP per product)."""
-    import torch
-
-    a = torch.randn(n, n, device=dev)
-    b = torch.randn(n, n, device=dev)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        _sync(dev)
-        t = time.perf_counter()
-        a @ b
-        _sync(dev)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e12
-
-
-def _timed(step, warmup: int, steps: int, dev) -> float:
-    """Seconds per call of ``step`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
+def _matmul_seconds(a, b, dev) -> float:
     _sync(dev)
     t = time.perf_counter()
-    for _ in range(steps):
-        step()
+    a @ b
     _sync(dev)
-    return (time.perf_counter() - t) / steps
+    return time.perf_counter() - t
+
+
+def _step_seconds(step, dev) -> float:
+    _sync(dev)
+    t = time.perf_counter()
+    step()
+    _sync(dev)
+    return time.perf_counter() - t
+
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def run_row(net: str, k: int, batch: int, warmup: int, steps: int, device: str, n_images: int) -> dict:
+    """Measure one (net, K) row. The timed phase is ``steps`` rounds; each round times, back to back,
+    one step of ours, one step of a single-model run, one step of the DataLoader loop and one large
+    fp32 matmul, so all four see the same machine load; every figure is the median over rounds."""
     import torch
 
     import vaebook  # noqa: F401  (torchvision shim first)
+    from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
+    from torchvision import transforms
     from vaebook.models import build_model
     from vaebook.train import TrainConfig
     from vaebook.train.batched import BatchedTrainer
@@ -99,7 +101,6 @@ def run_row(net: str, k: int, batch: int, warmup: int, steps: int, device: str, 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, *IMAGE_SHAPES[net]), dtype=torch.uint8, generator=gen)
-    peak = matmul_peak_tflops(dev, 4096 if dev.type == "cuda" else 2048)
     cfg = dict(epochs=1000, batch_size=batch, lr=LR[net], device=str(dev))
 
     # FLOPs of one training step (forward + backward), counted by the library
@@ -108,35 +109,34 @@ def run_row(net: str, k: int, batch: int, warmup: int, steps: int, device: str, 
     with FlopCounterMode(display=False) as fc:
         model.loss(x, generator=torch.Generator(device=dev).manual_seed(0)).total.backward()
     gflop_img = fc.get_total_flops() / batch / 1e9
-    del model
+    del model, x
 
-    def single_step_time() -> float:
-        torch.manual_seed(0)
-        tr = FastTrainer(build_model("mle-iso-i", net), images, FastTrainConfig(**cfg))
-        return _timed(lambda: tr._train_step(tr.batches.next_batch()), warmup, steps, dev)
-
-    # ours
+    # ours: K = 1 the single-model fast path, K > 1 the batched loop; peak memory right after warm-up
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+
+    def make_single():
+        torch.manual_seed(0)
+        tr = FastTrainer(build_model("mle-iso-i", net), images, FastTrainConfig(**cfg))
+        return lambda: tr._train_step(tr.batches.next_batch())
+
     if k == 1:
-        t_ours = single_step_time()
+        ours = make_single()
     else:
         models = []
         for i in range(k):
             torch.manual_seed(i)
             models.append(build_model("mle-iso-i", net))
         bt = BatchedTrainer(models, images, [TrainConfig(**cfg, seed=i) for i in range(k)])
-        t_ours = _timed(lambda: bt.train_step(torch.stack([it.next_batch() for it in bt.iters])), warmup, steps, dev)
-        del bt, models
+        ours = lambda: bt.train_step(torch.stack([it.next_batch() for it in bt.iters]))  # noqa: E731
+    for _ in range(warmup):
+        ours()
+    _sync(dev)
     peak_mem = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    # K sequential single-model runs (same loop, measured back-to-back)
-    t_single = t_ours if k == 1 else single_step_time()
+    single = ours if k == 1 else make_single()
 
     # the peer-library baseline: DataLoader over PIL images + default Adam, one model
-    from PIL import Image
-    from torchvision import transforms
-
     mode = "L" if IMAGE_SHAPES[net][0] == 1 else "RGB"
     pil = [Image.fromarray(im.squeeze(0).numpy() if mode == "L" else im.permute(1, 2, 0).numpy(), mode)
            for im in images]
@@ -154,8 +154,8 @@ def run_row(net: str, k: int, batch: int, warmup: int, steps: int, device: str, 
     loader = torch.utils.data.DataLoader(PILDataset(pil), batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=0, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = build_model("mle-iso-i", net).to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=LR[net])
+    dl_model = build_model("mle-iso-i", net).to(dev).train()
+    opt = torch.optim.Adam(dl_model.parameters(), lr=LR[net])
     batches = iter(loader)
 
     def dl_step():
@@ -165,21 +165,35 @@ def run_row(net: str, k: int, batch: int, warmup: int, steps: int, device: str, 
         except StopIteration:
             batches = iter(loader)
             xb = next(batches)
-        loss = model.loss(xb.to(dev)).total
+        loss = dl_model.loss(xb.to(dev)).total
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    t_dl = _timed(dl_step, warmup, steps, dev)
-
-    ips = k * batch / t_ours
+    n_mm = 4096 if dev.type == "cuda" else 2048
+    a, b = torch.randn(n_mm, n_mm, device=dev), torch.randn(n_mm, n_mm, device=dev)
+    for _ in range(warmup):
+        if k > 1:
+            single()
+        dl_step()
+        a @ b
+    t_ours, t_single, t_dl, t_mm = [], [], [], []
+    for _ in range(steps):
+        t_ours.append(_step_seconds(ours, dev))
+        t_single.append(t_ours[-1] if k == 1 else _step_seconds(single, dev))
+        t_dl.append(_step_seconds(dl_step, dev))
+        t_mm.append(_matmul_seconds(a, b, dev))
+    to, ts, td, tm = (_median(v) for v in (t_ours, t_single, t_dl, t_mm))
+    peak = 2 * n_mm**3 / tm / 1e12
+    ips = k * batch / to
     return {
         "device": None, "net": net, "k": k, "gflop_per_image": gflop_img, "images_per_s": ips,
         "achieved_tflops": gflop_img * ips / 1e3, "matmul_peak_tflops": peak,
-        "fraction_of_peak": gflop_img * ips / 1e3 / peak, "speedup_vs_sequential": k * t_single / t_ours,
-        "speedup_vs_dataloader": k * t_dl / t_ours, "peak_mem_mb": peak_mem,
+        "fraction_of_peak": gflop_img * ips / 1e3 / peak, "speedup_vs_sequential": k * ts / to,
+        "speedup_vs_dataloader": k * td / to, "peak_mem_mb": peak_mem,
         "_raw": {"s_per_step_ours": t_ours, "s_per_step_single": t_single, "s_per_step_dataloader_single": t_dl,
-                 "rss_mb_at_start": rss0, "threads": torch.get_num_threads()},
+                 "s_per_matmul": t_mm, "matmul_n": n_mm, "rss_mb_at_start": rss0,
+                 "threads": torch.get_num_threads()},
     }
 
 
@@ -220,9 +234,9 @@ def main(argv=None) -> int:
     ap.add_argument("--celeba-ks", nargs="+", type=int, default=None,
                     help="K values for celeba64 (default: --ks on CUDA, 1 on CPU)")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 3 on CPU, 20 on CUDA)")
+    ap.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 on CPU, 20 on CUDA)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1 on CPU, 5 on CUDA)")
-    ap.add_argument("--celeba-steps", type=int, default=None, help="timed steps for celeba64 (default 2 on CPU)")
+    ap.add_argument("--celeba-steps", type=int, default=None, help="timed rounds for celeba64 (default 3 on CPU)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ap.add_argument("--row", nargs=2, metavar=("NET", "K"), help=argparse.SUPPRESS)
@@ -235,7 +249,7 @@ def main(argv=None) -> int:
     from vaebook.train.trainer import resolve_device
 
     cuda = resolve_device(args.device).type == "cuda"
-    steps = args.steps or (20 if cuda else 3)
+    steps = args.steps or (20 if cuda else 5)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     if args.row:  # child process: one row, JSON on the last stdout line
         net, k = args.row[0], int(args.row[1])
@@ -260,7 +274,7 @@ def main(argv=None) -> int:
     rows, raw = [], []
     t_start = time.perf_counter()
     for net, k in plan:
-        s = args.celeba_steps or (2 if not cuda else steps) if net == "celeba64" else steps
+        s = args.celeba_steps or (3 if not cuda else steps) if net == "celeba64" else steps
         n_images = max(1024, args.batch * (warmup + s) * 2)
         cmd = [sys.executable, __file__, "--row", net, str(k), "--batch", str(args.batch), "--steps", str(s),
                "--warmup", str(warmup), "--device", args.device, "--n-images", str(n_images)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 

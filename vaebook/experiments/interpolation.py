@@ -9,7 +9,6 @@ the ``generation`` notebook's (same cache; run it first or they are trained here
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from vaebook.experiments import generation as gen
 from vaebook.experiments import section6 as s6
@@ -37,6 +36,9 @@ SIGMA_EVAL = {
     "mle-iso-d": "per-image MLE from the reconstruction of the evaluated image (+ε)",
     "mle-diag-d": "per-pixel MLE from the reconstruction of the evaluated image (+ε)",
 }
+
+#: images decoded at once (test images × importance samples), bounding activation memory
+DECODE_BUDGET = {"mnist": 5_000, "celeba64": 200, "celebahq128": 50}
 
 PARAMS = s6.section_params(
     ALL_DATASETS,
@@ -86,8 +88,9 @@ def run(params: dict, log=print) -> Run:
                     reasons[name] = tm.reason
                     continue
                 log(f"[{dataset}] IWAE bound, k = {k}: {name}")
-                r = iwae_nll(tm.model, data.test, k=k, batch_size=max(1, min(s.eval_batch, 100)),
-                             k_chunk=min(k, p["k_chunk"]), seed=int(p["seed"]))
+                k_chunk = max(1, min(k, p["k_chunk"], DECODE_BUDGET[dataset]))
+                r = iwae_nll(tm.model, data.test, k=k, batch_size=max(1, DECODE_BUDGET[dataset] // k_chunk),
+                             k_chunk=k_chunk, seed=int(p["seed"]))
                 values[name] = {"nll": r["nll"]}
                 extra[name] = {"nll": r["nll"], "nll_stderr": r["nll_stderr"], "elbo": r["elbo"],
                                "nll_elbo": r["nll_elbo"], "k": r["k"], "n": r["n"],
