@@ -225,7 +225,8 @@ def provenance_label(prov: dict) -> str:
     if str(dev.get("device", "cpu")).startswith("cuda"):
         d = f"{dev.get('device')} ({dev.get('name', 'GPU')})"
     else:
-        d = f"cpu ({dev.get('threads', '?')} threads)"
+        n = dev.get("threads", "?")
+        d = f"cpu ({n} thread{'' if n == 1 else 's'})"
     date = str(prov.get("end_time") or prov.get("start_time") or "?")[:10]
     rev = (prov.get("git") or {}).get("commit")
     rev_s = f"rev {rev[:7]}" if rev else "rev unknown"

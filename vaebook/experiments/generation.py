@@ -103,12 +103,16 @@ def sources_for(dataset: str, requested: Optional[Sequence[str]], table: str = T
 def samples_figure(rows: dict, test: torch.Tensor, sources: Sequence[str], n_show: int, title: str):
     """Figures J.7/J.8/J.10: ground truth, then per model reconstruction | samples per source."""
     blank = torch.ones(n_show, *test.shape[1:])
+
+    def pad(x):  # every group n_show wide (white where there are fewer images, or none)
+        x = blank if x is None else x[:n_show].cpu()
+        return torch.cat([x, blank[: n_show - x.shape[0]]]) if x.shape[0] < n_show else x
+
     groups = ["reconstruction"] + [s6.SOURCE_LABELS[src] for src in sources]
-    blocks = [("GT", test[:n_show].cpu())]
+    blocks = [("GT", torch.cat([pad(test)] + [blank] * len(sources)))]  # under the reconstructions
     for name, imgs in rows.items():
-        parts = [imgs.get("recon", blank)] + [imgs.get(src, blank) for src in sources]
-        parts = [x if x is not None else blank for x in parts]
-        blocks.append((s6.ROW_BY_NAME[name].display, torch.cat([x[:n_show] for x in parts])))
+        parts = [imgs.get("recon")] + [imgs.get(src) for src in sources]
+        blocks.append((s6.ROW_BY_NAME[name].display, torch.cat([pad(x) for x in parts])))
     fig = s6.grid_figure(blocks, columns=groups, title=title)
     return fig
 

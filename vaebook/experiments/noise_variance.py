@@ -48,11 +48,11 @@ SECTION_PRESETS = {
     "medium": dict(patterns=list(PATTERNS), s_x2=[0.01, 0.1], n_train=3200, clean_reference=True),
     "full": dict(patterns=list(PATTERNS), s_x2=[0.01, 0.1], n_train=None, clean_reference=True),
 }
-#: medium: 2 epochs of 3,200 images = 100 steps per model, 33 models (32 noisy + 1 clean reference): about
+#: medium: 3 epochs of 3,200 images = 150 steps per model, 33 models (32 noisy + 1 clean reference): about
 #: 11 min at the ~5.5 steps/s measured for the Appendix-I.1 nets on 2 CPU threads. Enough for Iso-I/-D and
 #: Diag-I to leave the mean image; Diag-D learns slowest (per-image MSE ~90 after 128 steps), so its
 #: s_x² = 0.01 cells are dominated by model error at this scale.
-SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=2), "medium": dict(epochs=2), "full": dict()}
+SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=2), "medium": dict(epochs=3), "full": dict()}
 
 PARAMS = param_spec(
     patterns=ParamSpec("list", choices=PATTERNS, allow_none=True, default=None),
