@@ -27,8 +27,10 @@ The model is the proposed Gaussian VAE with an MLE Iso-I decoder variance (``mle
 on synthetic uint8 images of the net's shape (speed does not depend on pixel values).
 
 Usage: ``python benchmarks/train_speed.py [--nets mnist celeba64] [--ks 1 4 11 22] [--steps 3]``.
-On CPU, CelebA-64 rows with K > 1 are skipped by default (19 GFLOP/image/step: one K = 4 step
-takes about a minute on 2 cores); ``--celeba-ks`` overrides.
+On CPU, CelebA-64 rows with K > 1 are skipped by default: at 19.2 GFLOP/image/step a K = 1 step
+of batch 64 takes ~8 s on 2 cores, so a K = 4 row (warm-up + 3 rounds of ours, single and DataLoader
+steps) would take ~3 minutes and K = 22 ~15; ``--celeba-ks`` runs them. The default CPU run takes
+~3 minutes. ``THP_MEM_ALLOC_ENABLE=1`` is set for the rows (see below; it changes no numbers).
 """
 from __future__ import annotations
 
@@ -240,9 +242,10 @@ def main(argv=None) -> int:
     ap.add_argument("--celeba-ks", nargs="+", type=int, default=None,
                     help="K values for celeba64 (default: --ks on CUDA, 1 on CPU)")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 on CPU, 20 on CUDA)")
-    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1 on CPU, 5 on CUDA)")
+    ap.add_argument("--steps", type=int, default=None, help="timed rounds (default 9 on CPU, 20 on CUDA)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 2 on CPU, 5 on CUDA)")
     ap.add_argument("--celeba-steps", type=int, default=None, help="timed rounds for celeba64 (default 3 on CPU)")
+    ap.add_argument("--celeba-warmup", type=int, default=None, help="warm-up steps for celeba64 (default 1 on CPU)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(REPO / "results" / "benchmarks"))
     ap.add_argument("--row", nargs=2, metavar=("NET", "K"), help=argparse.SUPPRESS)
@@ -255,8 +258,8 @@ def main(argv=None) -> int:
     from vaebook.train.trainer import resolve_device
 
     cuda = resolve_device(args.device).type == "cuda"
-    steps = args.steps or (20 if cuda else 5)
-    warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    steps = args.steps or (20 if cuda else 9)
+    warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     if args.row:  # child process: one row, JSON on the last stdout line
         net, k = args.row[0], int(args.row[1])
         row = run_row(net, k, args.batch, warmup, steps, args.device, args.n_images)
@@ -281,9 +284,11 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     for net, k in plan:
         s = args.celeba_steps or (3 if not cuda else steps) if net == "celeba64" else steps
-        n_images = max(1024, args.batch * (warmup + s) * 2)
+        w = (args.celeba_warmup if args.celeba_warmup is not None else (1 if not cuda else warmup)
+             if net == "celeba64" else warmup)
+        n_images = max(1024, args.batch * (w + s) * 2)
         cmd = [sys.executable, __file__, "--row", net, str(k), "--batch", str(args.batch), "--steps", str(s),
-               "--warmup", str(warmup), "--device", args.device, "--n-images", str(n_images)]
+               "--warmup", str(w), "--device", args.device, "--n-images", str(n_images)]
         t = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if res.returncode != 0:
@@ -292,7 +297,7 @@ def main(argv=None) -> int:
             continue
         row = json.loads(res.stdout.strip().splitlines()[-1])
         row["device"] = folder
-        raw.append({"net": net, "k": k, "steps": s, "warmup": warmup, "wall_s": time.perf_counter() - t, **row.pop("_raw")})
+        raw.append({"net": net, "k": k, "steps": s, "warmup": w, "wall_s": time.perf_counter() - t, **row.pop("_raw")})
         rows.append(row)
         print(f"{net:9s} K={k:<3d} {row['gflop_per_image']:.3f} GFLOP/img  {row['images_per_s']:8.1f} img/s  "
               f"{row['achieved_tflops'] * 1e3:7.1f} GFLOP/s  peak {row['matmul_peak_tflops'] * 1e3:6.1f}  "
@@ -309,8 +314,10 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "python": platform.python_version(), "batch": args.batch,
         "steps": steps, "warmup": warmup, "model": "mle-iso-i (GaussianVAE, MLE Iso-I decoder variance)",
         "data": "synthetic uint8 images (uniform), resident on the device",
-        "ours": "K=1: FastTrainer defaults (fused Adam, no torch.compile on CPU); K>1: BatchedTrainer (vmap, fused Adam)",
-        "sequential": "K x seconds/step of one FastTrainer run, measured in the same process right after ours",
+        "ours": "K=1: FastTrainer defaults (fused Adam, no torch.compile on CPU); K>1: BatchedTrainer defaults "
+                "(vmap over chunks of min(K, 4) models on CPU / all K on CUDA, one fused Adam)",
+        "sequential": "K x seconds/step of one FastTrainer run, timed in the same rounds as ours (interleaved)",
+        "statistic": "median over the timed rounds of seconds per step (and per matmul)",
         "dataloader_baseline": "DataLoader(PIL images, ToTensor, shuffle, num_workers=0) + torch.optim.Adam defaults",
         "env": {k: os.environ.get(k) for k in ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
         "load_average_before": load0, "load_average_after": os.getloadavg(),

@@ -16,10 +16,18 @@ grouped convolutions, linear layers batched matmuls). Each model keeps what a se
 * its own Adam: Adam is elementwise, so one ``torch.optim.Adam`` over the stacked tensors is K
   independent Adams (no global gradient-norm clipping is used anywhere).
 
-Memory grows with K by the parameters, the Adam states and the activations only: a dataset
-passed once (or the same tensor object K times) is held once; during training each model's
-``nn.Parameter``s and buffers are views of the stacked tensors (no second copy), and at the end
-each model gets its own storage back, holding its trained values as after ``fit``.
+The K models run through ``vmap`` in chunks of ``chunk_size`` models (default: all K on CUDA, 4 on
+CPU); all chunks share one optimiser step. On CPU, larger chunks leave the caches and make oneDNN
+run grouped convolutions with one input channel per group, so a K = 11 step measured 0.75× the
+speed of 11 single-model steps in one chunk and 1.0× in chunks of 4
+(``results/benchmarks/cpu/``). On a GPU the single chunk is what removes the per-model kernel
+launches.
+
+Memory grows with K by the parameters, their gradients, the Adam states and one chunk's
+activations: a dataset passed once (or the same tensor object K times) is held once; during
+training each model's ``nn.Parameter``s and buffers are views of the stacked tensors (no second
+copy), and at the end each model gets its own storage back, holding its trained values as after
+``fit``. Measured on CPU (App. I.1 net): +216 MB per model = 4 × 13.3 M float32 values.
 
 What may differ within a batched group: values of parameters/buffers (fixed σx², fixed σz²,
 initial weights), the seed and the training images. What must agree (else :func:`train_many`
@@ -36,10 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -52,13 +59,18 @@ from vaebook.train.trainer import History, NonFiniteLossError, TrainConfig, fit,
 
 # Config fields that must be equal inside one batched group (``seed`` may differ).
 _SHARED_CONFIG_FIELDS = ("epochs", "batch_size", "lr", "device", "max_steps", "weight_decay", "lr_schedule")
+# Models per vmapped call on CPU (``chunk_size`` default): larger chunks leave the caches and make
+# oneDNN run grouped convolutions with one input channel per group (measured in benchmarks/).
+CPU_CHUNK = 4
 # Non-tensor module attributes that do not change the computation.
 _IGNORED_ATTRS = {"label", "registry_name", "training"}
 
 
 # --- the loss noise ------------------------------------------------------------------------------
-_FEED = threading.local()
+_FEED = threading.local()  # per thread: the queue of noise tensors (None = draw as usual)
 _ORIG_RSAMPLE = Posterior.rsample
+_LOCK = threading.Lock()
+_ACTIVE = 0  # feeds open in any thread; the patch is installed while > 0
 
 
 def _fed_rsample(self: Posterior, n: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -86,15 +98,21 @@ def noise_feed(queue: list, record: bool = False):
     """While active, :meth:`Posterior.rsample` takes its standard-normal noise from ``queue`` (in call
     order) instead of drawing it, so draws made outside ``vmap`` by per-model generators reach the right
     model. With ``record=True`` it instead appends ``(shape, dtype)`` of every draw to ``queue``."""
+    global _ACTIVE
     prev = (getattr(_FEED, "queue", None), getattr(_FEED, "record", False))
     _FEED.queue, _FEED.record = queue, record
-    Posterior.rsample = _fed_rsample
+    with _LOCK:
+        if _ACTIVE == 0:
+            Posterior.rsample = _fed_rsample
+        _ACTIVE += 1
     try:
         yield queue
     finally:
         _FEED.queue, _FEED.record = prev
-        if prev[0] is None:
-            Posterior.rsample = _ORIG_RSAMPLE
+        with _LOCK:
+            _ACTIVE -= 1
+            if _ACTIVE == 0:
+                Posterior.rsample = _ORIG_RSAMPLE
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -154,6 +172,16 @@ def _as_lists(models, datasets, configs):
     return models, datasets, [c.validate() for c in configs]
 
 
+def _dense(shape, strides, perm) -> bool:
+    """Whether ``strides`` lay out ``shape`` densely in the dimension order ``perm`` (outermost first)."""
+    expect = 1
+    for d in reversed(perm):
+        if shape[d] != 1 and strides[d] != expect:
+            return False
+        expect *= shape[d]
+    return True
+
+
 # --- the batched loop ------------------------------------------------------------------------------
 @dataclass
 class _Out:
@@ -177,7 +205,8 @@ class _LossCall(nn.Module):
 class BatchedTrainer:
     """One optimiser loop for K structurally identical models; see the module docstring."""
 
-    def __init__(self, models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True):
+    def __init__(self, models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True,
+                 chunk_size: Optional[int] = None):
         models, datasets, configs = _as_lists(models, datasets, configs)
         keys = [batch_key(m, d, c) for m, d, c in zip(models, datasets, configs)]
         for i, (m, c) in enumerate(zip(models, configs)):
@@ -212,21 +241,27 @@ class BatchedTrainer:
         self.template = _LossCall(copy.deepcopy(models[0]).to("meta"))
         self._vstep = vmap(self._one, in_dims=(0, 0, 0, 0), randomness="error")
         self.noise_plan = self._probe_noise()
+        c = chunk_size or (self.k if self.device.type == "cuda" else min(self.k, CPU_CHUNK))
+        if c <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.chunks = [(s, min(s + c, self.k)) for s in range(0, self.k, c)]
         # stacked state; each model's tensors become views of it (no duplicate memory)
-        self.params, self.buffers = stack_module_state(list(models))
-        self._match_grad_layout()
-        del self.params
-        stacked = self.forward_params()
+        self.buffers = stack_module_state(list(models))[1]
+        self.perms = self._grad_layout(models[:c])
+        self.leaves = [self._stack_leaves(models[s:e]) for s, e in self.chunks]
+        for (s, e), leaves in zip(self.chunks, self.leaves):
+            stacked = self.forward_params(leaves)
+            for k in range(s, e):
+                for name, p in models[k].named_parameters():
+                    p.data = stacked[name].data[k - s]
         for k, m in enumerate(models):
-            for name, p in m.named_parameters():
-                p.data = stacked[name].data[k]
             for name, _ in m.named_buffers():
                 mod, _, leaf = name.rpartition(".")
                 (m.get_submodule(mod) if mod else m)._buffers[leaf] = self.buffers[name][k]
         # fused=True: the same Adam update in one kernel per tensor list (no K×-sized temporaries);
         # it differs from Trainer's default single-tensor Adam only by float rounding
-        self.opt = torch.optim.Adam(list(self.leaves.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    fused=bool(fused_adam))
+        self.opt = torch.optim.Adam([t for leaves in self.leaves for t in leaves.values()], lr=cfg.lr,
+                                    weight_decay=cfg.weight_decay, fused=bool(fused_adam))
         self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
                       if cfg.lr_schedule == "cosine" else None)
         self.steps_per_epoch = self.iters[0].steps_per_epoch
@@ -255,42 +290,51 @@ class BatchedTrainer:
             probe.loss(x, generator=None)
         return plan
 
-    def _match_grad_layout(self) -> None:
-        """Store each stacked parameter so that its gradient arrives contiguous.
+    def _grad_layout(self, models: Sequence[nn.Module]) -> dict:
+        """For each parameter, the dimension order in which its stacked gradient arrives (None: as is).
 
         Under ``vmap`` a linear layer's weight gradient comes out of a batched matmul transposed
         (strides ``(·, 1, out)``). Autograd would copy it into the parameter's layout at every step, and
         fused Adam would copy non-contiguous tensors again — strided copies of K×(weight size) that cost
-        more than the matmul itself on CPU. One probe step (on copies of the buffers, zero noise, no
-        optimiser step) records each gradient's strides; the optimiser then owns a contiguous tensor in
-        that dimension order (``self.leaves``) and the forward pass uses its permuted view, whose
-        gradient is the leaf's gradient without any copy."""
+        more than the matmul itself on CPU. One probe step of the first chunk (on copies of its buffers,
+        zero noise, no optimiser step) records the gradient strides; the optimiser then owns contiguous
+        tensors in that order (``self.leaves``) and the forward pass uses their permuted views, whose
+        gradients reach the leaves without any copy."""
+        params, bufs = stack_module_state(list(models))
+        k = len(models)
         strides: dict = {}
-        hooks = [t.register_hook(lambda g, n=n: strides.__setitem__(n, g.stride())) for n, t in self.params.items()]
+        hooks = [t.register_hook(lambda g, n=n: strides.__setitem__(n, g.stride())) for n, t in params.items()]
         try:
-            idx = torch.arange(self.cfg.batch_size, device=self.device).expand(self.k, -1)
-            noise = [torch.zeros((self.k, *shape), dtype=dtype, device=self.device) for shape, dtype in self.noise_plan]
-            bufs = {n: b.clone() for n, b in self.buffers.items()}
-            total = self._vstep(self.params, bufs, self._gather(idx), noise)[0]
+            idx = torch.arange(self.cfg.batch_size, device=self.device).expand(k, -1)
+            noise = [torch.zeros((k, *shape), dtype=dtype, device=self.device) for shape, dtype in self.noise_plan]
+            total = self._vstep(params, bufs, self._gather(idx)[:k], noise)[0]
             total.sum().backward()
         finally:
             for h in hooks:
                 h.remove()
-        self.leaves, self.perms = {}, {}
-        for name, p in self.params.items():
+        perms = {}
+        for name, p in params.items():
             st = strides.get(name, p.stride())
             perm = sorted(range(p.dim()), key=lambda d: (-st[d], d))
-            dense = torch.empty_strided(p.shape, st, dtype=p.dtype, device=p.device)
-            if perm == list(range(p.dim())) or dense.untyped_storage().nbytes() != p.numel() * p.element_size():
-                leaf, inv = p.detach(), None  # already in the gradient's layout, or not a plain permutation
-            else:
-                leaf, inv = p.detach().permute(perm).contiguous(), [perm.index(d) for d in range(p.dim())]
-            self.leaves[name] = leaf.requires_grad_(True)
-            self.perms[name] = inv
+            perms[name] = None if perm == list(range(p.dim())) or not _dense(p.shape, st, perm) else perm
+        return perms
 
-    def forward_params(self) -> dict:
-        """The stacked parameters in their ``K×(parameter shape)`` form (views of ``self.leaves``)."""
-        return {n: t if self.perms[n] is None else t.permute(self.perms[n]) for n, t in self.leaves.items()}
+    def _stack_leaves(self, models: Sequence[nn.Module]) -> dict:
+        """The optimiser's tensors for one chunk of models (see :meth:`_grad_layout`)."""
+        leaves = {}
+        for name, p in stack_module_state(list(models))[0].items():
+            perm = self.perms[name]
+            leaf = p.detach() if perm is None else p.detach().permute(perm).contiguous()
+            leaves[name] = leaf.requires_grad_(True)
+        return leaves
+
+    def forward_params(self, leaves: dict) -> dict:
+        """One chunk's stacked parameters in their ``k×(parameter shape)`` form (views of ``leaves``)."""
+        out = {}
+        for n, t in leaves.items():
+            perm = self.perms[n]
+            out[n] = t if perm is None else t.permute([perm.index(d) for d in range(t.dim())])
+        return out
 
     def _draw_noise(self) -> list:
         """One ``K×shape`` tensor per draw of the plan; model k's slice comes from its own generator."""
@@ -298,29 +342,52 @@ class BatchedTrainer:
                 for shape, dtype in self.noise_plan]
 
     def _one(self, params, buffers, x, noise):
+        try:
+            return self._call(params, buffers, x, noise)
+        except RuntimeError as err:
+            if ".item()" in str(err) or "data-dependent" in str(err):
+                raise RuntimeError(
+                    f"batched training cannot vmap {type(self.models[0]).__name__}.loss: it reads a tensor value "
+                    "in Python (int()/float()/.item()/if on a tensor), which vmap cannot batch. Rewrite that line "
+                    "as a tensor operation (e.g. torch.where), or train these models with train_many(..., "
+                    f"batched=False). vmap said: {err}") from err
+            raise
+
+    def _call(self, params, buffers, x, noise):
         with noise_feed(list(noise)):
             out = functional_call(self.template, ({f"m.{n}": t for n, t in params.items()},
                                                   {f"m.{n}": t for n, t in buffers.items()}), (x,), strict=True)
         return out
 
-    def _nonfinite(self, out: _Out) -> None:
-        bad = [k for k in range(self.k) if not bool(torch.isfinite(out.total[k]))]
-        desc = "; ".join(f"model {k} ({getattr(self.models[k], 'label', '?')}, seed {self.configs[k].seed}): "
-                         f"{ {n: float(v[k]) for n, v in out.terms.items()} }" for k in bad)
+    def _nonfinite(self, out: _Out, offset: int = 0) -> None:
+        bad = [k for k in range(len(out.total)) if not bool(torch.isfinite(out.total[k]))]
+        desc = "; ".join(f"model {k + offset} ({getattr(self.models[k + offset], 'label', '?')}, seed "
+                         f"{self.configs[k + offset].seed}): { {n: float(v[k]) for n, v in out.terms.items()} }"
+                         for k in bad)
         raise NonFiniteLossError(f"non-finite loss at step {self.step} of the batched run: {desc}. Try a smaller "
                                  "lr or a larger eps for the MLE variance; the other models can be rerun alone.")
 
     def train_step(self, idx: torch.Tensor) -> _Out:
+        """One optimiser step of all K models on the ``K×B`` minibatch indices ``idx``."""
         x = self._gather(idx)
-        total, terms, sigma2 = self._vstep(self.forward_params(), self.buffers, x, self._draw_noise())
-        out = _Out(total, terms, sigma2)
-        if self.step % self.nan_every == 0 and not bool(torch.isfinite(total).all()):
-            self._nonfinite(out)
+        noise = self._draw_noise()
+        check = self.step % self.nan_every == 0
         self.opt.zero_grad(set_to_none=True)
-        total.sum().backward()  # losses are independent: d(sum)/dθ_k = dL_k/dθ_k
+        outs = []
+        for (s, e), leaves in zip(self.chunks, self.leaves):
+            bufs = {n: b[s:e] for n, b in self.buffers.items()}  # views: in-place updates reach self.buffers
+            total, terms, sigma2 = self._vstep(self.forward_params(leaves), bufs, x[s:e], [z[s:e] for z in noise])
+            if check and not bool(torch.isfinite(total).all()):
+                self._nonfinite(_Out(total, terms, sigma2), offset=s)
+            total.sum().backward()  # losses are independent: d(sum)/dθ_k = dL_k/dθ_k
+            outs.append(_Out(total.detach(), terms, sigma2))
         self.opt.step()
         self.step += 1
-        return out
+        if len(outs) == 1:
+            return outs[0]
+        terms = {n: torch.cat([o.terms[n] for o in outs]) for n in outs[0].terms}
+        sigma2 = None if outs[0].sigma2 is None else torch.cat([o.sigma2 for o in outs])
+        return _Out(torch.cat([o.total for o in outs]), terms, sigma2)
 
     def fit(self) -> list[History]:
         cfg = self.cfg
@@ -375,13 +442,14 @@ class BatchedTrainer:
             self.sched.step()
 
 
-def fit_many(models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True) -> list[History]:
+def fit_many(models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True,
+             chunk_size: Optional[int] = None) -> list[History]:
     """Train K structurally identical models in one batched loop; returns the K histories ``fit`` would.
 
     ``datasets``: one tensor for all or one per model; ``configs``: one :class:`TrainConfig` or one per
     model (only ``seed`` may differ). Raises ``ValueError`` naming the mismatch when the models cannot
     share a loop — use :func:`train_many` to group automatically."""
-    return BatchedTrainer(models, datasets, configs, fused_adam=fused_adam).fit()
+    return BatchedTrainer(models, datasets, configs, fused_adam=fused_adam, chunk_size=chunk_size).fit()
 
 
 def train_many(models: Sequence[nn.Module], datasets, configs, batched: bool = True,

@@ -117,7 +117,9 @@ class DecoderVariance(nn.Module):
             rec = self.mle_objective(s2)
             if self.training and not self.dependent:
                 with torch.no_grad():  # EMA of the minibatch estimates, started at the first one
-                    w = 1.0 if int(self.running_count) == 0 else self.ema
+                    # no host sync (and vmap-friendly): weight 1 at the first estimate, then the EMA rate
+                    w = torch.where(self.running_count == 0, torch.ones_like(self.running_sigma2),
+                                    torch.full_like(self.running_sigma2, self.ema))
                     self.running_sigma2.lerp_(s2.detach().to(self.running_sigma2.dtype), w)
                     self.running_count += 1
             return VarianceOutput(rec, s2.detach())
