@@ -75,3 +75,13 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     c = tmp_path / "cache"
     monkeypatch.setenv("VAEBOOK_CACHE", str(c))
     return c
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_is_restored():
+    """Guard: no test may leave torch's default dtype changed for the tests after it."""
+    import torch
+
+    before = torch.get_default_dtype()
+    yield
+    assert torch.get_default_dtype() == before, "a test changed torch's default dtype without restoring it"

@@ -7,7 +7,16 @@ import torch
 import vaebook  # noqa: F401
 from vaebook.variance import VARIANCES, build_variance
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 inside this module only (a module-level switch would leak into every later test file)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
 LOG2PI = math.log(2 * math.pi)
 SHAPE = (2, 3, 4)
 D_X = 24
