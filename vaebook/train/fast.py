@@ -41,7 +41,7 @@ from typing import Optional
 
 import torch
 
-from vaebook.train.trainer import History, TrainConfig, Trainer, _to_float_batch
+from vaebook.train.trainer import History, TrainConfig, Trainer
 from vaebook.variance import DecoderVariance
 
 _AUTOCAST = {None: None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
@@ -114,27 +114,16 @@ class FastTrainer(Trainer):
             if old is not None:
                 torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
-    def _train_step(self, idx: torch.Tensor):
+    def _batch(self, idx: torch.Tensor) -> torch.Tensor:
+        x = super()._batch(idx)
+        return x.contiguous(memory_format=torch.channels_last) if self.options["channels_last"] else x
+
+    def _loss(self, x: torch.Tensor):
         dtype = self.options["autocast"]
-        ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-        if not self.options["channels_last"] and dtype is None:
-            return super()._train_step(idx)
-        x = _to_float_batch(self.images, idx)
-        if self.options["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with ctx:
-            out = self.model.loss(x, generator=self.gen)
-        if self.step % self.nan_every == 0 and not bool(torch.isfinite(out.total)):
-            self._nonfinite(out)
-        self.opt.zero_grad(set_to_none=True)
-        out.total.backward()
-        self.opt.step()
-        for k, v in out.terms.items():
-            v = v.detach().float()
-            self.accum[k] = self.accum[k] + v if k in self.accum else v.clone()
-        self.accum_n += 1
-        self.step += 1
-        return out
+        if dtype is None:
+            return super()._loss(x)
+        with torch.autocast(self.device.type, dtype=dtype):  # only the forward pass runs in low precision
+            return super()._loss(x)
 
     def fit(self) -> History:
         with self._precision():

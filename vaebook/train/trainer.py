@@ -198,9 +198,16 @@ class Trainer:
             f"non-finite loss at step {self.step} (epoch {self.epoch}) of {self.model.label}: terms {terms}. "
             f"Last good checkpoint: {where}. Try a smaller lr, gradient clipping, or a larger eps for the MLE variance.")
 
+    def _batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """The minibatch as float images (subclasses may change its memory layout)."""
+        return _to_float_batch(self.images, idx)
+
+    def _loss(self, x: torch.Tensor):
+        """The forward pass (subclasses may wrap it, e.g. in autocast)."""
+        return self.model.loss(x, generator=self.gen)
+
     def _train_step(self, idx: torch.Tensor):
-        x = _to_float_batch(self.images, idx)
-        out = self.model.loss(x, generator=self.gen)
+        out = self._loss(self._batch(idx))
         if self.step % self.nan_every == 0 and not bool(torch.isfinite(out.total)):
             self._nonfinite(out)
         self.opt.zero_grad(set_to_none=True)
