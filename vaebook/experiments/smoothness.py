@@ -46,16 +46,16 @@ ENCODINGS = ("stochastic", "deterministic")
 SECTION_PRESETS = {
     "smoke": dict(sigma_x2_log10=[0.0, -1.0], sigma_z2_log10=[0.0], n_train=128, n_eval=128,
                   n_smooth=16, mi_batch=128, n_tsne=60, tsne_panels="few", sigma_z2_lr_factor=1.0, lr=1e-3),
-    "medium": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=[1.0, 0.8, 0.0, -1.0],
+    "medium": dict(sigma_x2_log10=list(SIGMA_X2_GRID[::2]), sigma_z2_log10=[1.0, 0.5, 0.0, -0.5, -1.0],
                    n_train=4096, n_eval=2000, n_smooth=250, mi_batch=2000, n_tsne=600, tsne_panels="all",
-                   sigma_z2_lr_factor=10.0, lr=3e-3),
+                   sigma_z2_lr_factor=10.0, lr=1e-3),
     "full": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=list(SIGMA_Z2_GRID), n_train=None,
                  n_eval=None, n_smooth=10_000, mi_batch=10_000, n_tsne=3000, tsne_panels="all",
                  sigma_z2_lr_factor=1.0, lr=1e-3),
 }
 #: Epoch/step budget per preset for this section (overrides ``vaebook.train.PRESETS``): medium trains
 #: 4 epochs of 4,096 images = 256 steps per model (26 models; see the how-to page for the timing).
-SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=2), "medium": dict(epochs=4), "full": dict()}
+SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=2), "medium": dict(epochs=12), "full": dict()}
 
 PARAMS = param_spec(
     tables=ParamSpec("list", choices=("table1", "tableE8"), default=["table1", "tableE8"]),
