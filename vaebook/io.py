@@ -8,10 +8,20 @@ from pathlib import Path
 import torch
 
 
+def _default_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file (0o666 minus the umask); ``mkstemp`` makes 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _tmp_beside(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, _default_mode())  # results are shared files, not private temp files
+    finally:
+        os.close(fd)
     return tmp
 
 
