@@ -95,7 +95,9 @@ def test_section_specific_parameters():
 def test_preset_knobs_filled_and_overridable():
     sm, nv = _section("smoothness"), _section("noise_variance")
     med = sm.resolve({"preset": "medium"})
-    assert med["sigma_x2_log10"] == list(sm.SIGMA_X2_GRID) and med["encodings"] == ["stochastic", "deterministic"]
+    # medium: every other σx² of Table 1's grid (both ends kept), both encodings
+    assert med["sigma_x2_log10"] == list(sm.SIGMA_X2_GRID[::2]) and med["encodings"] == ["stochastic", "deterministic"]
+    assert med["sigma_x2_log10"][0] == 0.0 and med["sigma_x2_log10"][-1] == -1.0
     full = sm.resolve({"preset": "full"})
     assert full["sigma_z2_log10"] == list(sm.SIGMA_Z2_GRID) and full["sigma_z2_lr_factor"] == 1.0
     assert full["n_train"] is None  # the whole training set

@@ -59,7 +59,7 @@ SECTION_PRESETS = {
                  sigma_z2_lr_factor=1.0, lr=1e-3),
 }
 #: Epoch/step budget per preset for this section (overrides ``vaebook.train.PRESETS``): medium trains
-#: 12 epochs of 4,096 images = 768 steps per model (17 models; see the how-to page for the timing).
+#: 12 epochs of 4,096 images = 768 steps per model (17 models; the status page shows the wall time).
 SECTION_EPOCHS = {"smoke": dict(epochs=1, max_steps=2), "medium": dict(epochs=12), "full": dict()}
 
 PARAMS = param_spec(
