@@ -239,20 +239,47 @@ def test_expected_values_and_trend_direction():
 def test_smoothness_compare_trend_and_collapse_rules():
     from vaebook.experiments import smoothness as sm
 
-    paper = pd.DataFrame({"log10_sigma_x2": [0.0, -0.5, -1.0], "kl": [0.0, 10.0, 20.0], "mi": [0.03, 15.0, 50.0],
-                          "els": [1e-3, 5.0, 10.0]})
-    ours = pd.DataFrame({"log10_sigma_x2": [0.0, -0.5, -1.0], "kl": [0.2, 3.0, 4.0], "mi": [2.0, 5.0, 6.0],
-                         "els": [9.0, 5.0, 1.0]})
-    t = sm.compare(paper, ours, "log10_sigma_x2", {"kl": "kl", "mi": "mi", "els": "els"}, collapse_rows=(0.0,),
-                   mi_cap=math.log(2000))
+    key = [0.0, -0.3, -0.6, -1.0]
+    paper = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.0, 10.0, 15.0, 20.0], "mi": [0.03, 15.0, 30.0, 50.0],
+                          "els": [1e-3, 5.0, 8.0, 10.0], "mse": [52.0, 20.0, 15.0, 12.0]})
+    ours = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.2, 3.0, 3.5, 4.0], "mi": [2.0, 5.0, 5.5, 6.0],
+                         "els": [9.0, 5.0, 3.0, 1.0], "mse": [20.0, 19.0, 17.0, 13.0]})
+    t = sm.compare(paper, ours, "log10_sigma_x2", {"kl": "kl", "mi": "mi", "els": "els", "mse": "mse"},
+                   collapse_rows=(0.0,), mi_cap=math.log(2000))
     v = {(r.quantity, r.log10_sigma_x2): r.verdict for r in t.itertuples()}
     assert v[("kl", 0.0)] == "match"  # 0.2 nats within the ±0.5 collapse tolerance
     assert v[("mi", 0.0)] == "differs"  # collapse row: the trend can not excuse a missing collapse
+    assert v[("mse", 0.0)] == "differs"  # ours did not reach the mean image; the column's trend does not excuse it
     assert v[("kl", -1.0)] == "trend holds" and v[("mi", -1.0)] == "trend holds"  # same ranks, other values
-    assert v[("els", -0.5)] == "match" and v[("els", -1.0)] == "differs"  # reversed column
+    assert v[("mse", -0.6)] == "trend holds" and v[("mse", -0.3)] == "match"
+    assert v[("els", -0.3)] == "match" and v[("els", -1.0)] == "differs"  # reversed column
     mi_reason = t[(t.quantity == "mi") & (t.log10_sigma_x2 == -1.0)].reason.iloc[0]
     assert "exceeds ln 10,000" in mi_reason
     assert set(t["verdict"]) <= set(C.VERDICTS)
+    # the deterministic encoder does not collapse: its collapse-row cell is excused by the column's trend
+    t = sm.compare(paper.assign(det_mse=[5.9, 5.7, 5.4, 5.3]), ours.assign(det_mse=[14.0, 13.0, 12.5, 12.0]),
+                   "log10_sigma_x2", {"det_mse": "det_mse"}, collapse_rows=(0.0,))
+    assert set(t.verdict) == {"trend holds"}
+
+
+def test_smoothness_compare_collapse_without_kl_collapse():
+    """Table E.8: the paper's collapsed rows keep KL ≈ 27 nats; they are compared by value, not to 0,
+    and the collapse row does not enter the trend of the other rows."""
+    from vaebook.experiments import smoothness as sm
+
+    key = [1.0, 0.5, 0.0, -0.5, -1.0]
+    paper = pd.DataFrame({"log10_sigma_z2": key, "kl": [26.8, 132.0, 112.0, 88.0, 66.0]})
+    ours = pd.DataFrame({"log10_sigma_z2": key, "kl": [97.0, 73.0, 61.0, 46.0, 33.0]})
+    t = sm.compare(paper, ours, "log10_sigma_z2", {"kl": "kl"}, collapse_rows=(1.0,))
+    v = {r.log10_sigma_z2: (r.verdict, r.reason) for r in t.itertuples()}
+    assert v[1.0][0] == "differs" and "≈ 0" not in v[1.0][1]
+    assert all(v[k][0] == "trend holds" for k in key[1:])  # ρ = 1 over the non-collapse rows
+    ours_flat = ours.assign(kl=[97.0, 30.0, 30.0, 30.0, 30.0])
+    t = sm.compare(paper, ours_flat, "log10_sigma_z2", {"kl": "kl"}, collapse_rows=(1.0,))
+    assert set(t.verdict) == {"differs"}  # a constant column has no trend
+    near = ours.assign(kl=[28.0, 73.0, 61.0, 46.0, 33.0])
+    t = sm.compare(paper, near, "log10_sigma_z2", {"kl": "kl"}, collapse_rows=(1.0,))
+    assert t.verdict.iloc[0] == "match"  # 28 vs 26.8 is within 10 %
 
 
 def test_sigma_z2_gets_its_own_learning_rate():
