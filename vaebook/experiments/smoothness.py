@@ -189,10 +189,10 @@ def compare(paper: pd.DataFrame, ours: pd.DataFrame, key: str, columns: dict, co
     """Long table, one row per (paper row × quantity): paper, ours, verdict, reason.
 
     ``columns``: paper column → our column. ``collapse_rows``: values of ``key`` where the paper
-    shows posterior collapse of the stochastic encoder. Those rows are judged by value only (collapse is the claim, a trend
-    cannot excuse its absence): a KL/MI the paper prints as ≈ 0 must be matched within ±0.5 nats,
-    σz² within ±0.05 of the paper's, anything else within 10 %. Trends (Spearman ρ ≥ 0.8) are
-    computed over the other rows, so one regime change does not decide a whole column.
+    shows posterior collapse of the stochastic encoder. Those rows are judged by value only
+    (collapse is the claim, a trend cannot excuse its absence): a KL/MI the paper prints as ≈ 0 must
+    be matched within ±0.5 nats, σz² within ±0.05, anything else within 10 %. Trends (Spearman
+    ρ ≥ 0.8) are computed over the other rows, so one regime change does not decide a whole column.
     """
     merged = paper.merge(ours, on=key, how="inner", suffixes=("", "_ours"))
     rows = []
@@ -443,7 +443,8 @@ def summary(res) -> dict:
            "sm_p_e8_mi_max": fmt(pd.to_numeric(pe8["mi"]).max(), ".3g")}
     keys = ("sm_sz_hi", "sm_sz_lo", "sm_kl_hi", "sm_mi_hi", "sm_els_hi", "sm_els_lo", "sm_det_els_lo", "sm_sz_rho",
             "sm_t1_verdicts", "sm_e8_verdicts", "sm_mi_cap", "sm_e8_mse_hi", "sm_e8_mse_lo", "sm_e8_kl_hi",
-            "sm_e8_mi_hi", "sm_e8_mi_lo", "sm_x_hi", "sm_x_lo", "sm_z_hi", "sm_z_lo", "sm_n_train", "sm_steps", "sm_loss_hi")
+            "sm_e8_mi_hi", "sm_e8_mi_lo", "sm_x_hi", "sm_x_lo", "sm_z_hi", "sm_z_lo", "sm_n_train", "sm_steps",
+            "sm_loss_hi")
     out.update({k: "n/a" for k in keys})
     if res is None:
         return out
