@@ -18,6 +18,7 @@ from .errors import (ChecksumError, CorruptFileError, DataError, EmptyImageFolde
 from .mnist import load_mnist
 from .noisy import NOISE_PATTERNS, make_noisy_mnist, noise_mask, noisy_pattern_partitions, partition_masks
 from .root import ENV_VAR, resolve_data_root
+from .registry import DATASETS, DatasetSpec, dataset_spec, register_dataset, smooth_colour_fields, unregister_dataset
 
 
 @dataclass
@@ -33,36 +34,43 @@ class Dataset:
 
 
 def _mnist(split, root=None, as_float=False, download=None):
-    x, y = load_mnist(split, root, as_float=as_float, download=download)
-    return Dataset(x, y, "mnist", split, {"shape": (1, 28, 28)})
+    return load_mnist(split, root, as_float=as_float, download=download)
 
 
 def _noisy_mnist(split, root=None, pattern="uniform", s2=0.01, seed=0, download=None):
     noisy_pattern_partitions(pattern)  # validate before loading
     x, y = load_mnist(split, root, as_float=True, download=download)
     split_seed = mix_seed("noisy-mnist", seed, split)  # train and test get independent noise
-    xn = make_noisy_mnist(x, y, pattern, s2, split_seed)
-    meta = {"shape": (1, 28, 28), "pattern": pattern, "s2": float(s2), "seed": seed,
-            "noisy_partitions": NOISE_PATTERNS[pattern], "noise_seed": split_seed}
-    return Dataset(xn, y, "noisy-mnist", split, meta)
+    return make_noisy_mnist(x, y, pattern, s2, split_seed), y
 
 
 def _celeba64(split, root=None, as_float=False, **kw):
-    x = load_celeba(split, root, size=64, as_float=as_float, **kw)
-    meta = {"shape": (3, 64, 64), "counts": celeba_split_counts(root), "crop": 140,
-            "resample": kw.get("resample", "lanczos")}
-    return Dataset(x, None, "celeba64", split, meta)
+    return load_celeba(split, root, size=64, as_float=as_float, **kw), None
 
 
 def _celebahq128(split, root=None, as_float=False, **kw):
-    x = load_celebahq(split, root, size=128, as_float=as_float, **kw)
-    parts = celebahq_split_names(root)
-    meta = {"shape": (3, 128, 128), "counts": {k: len(v) for k, v in parts.items()},
-            "resample": kw.get("resample", "lanczos")}
-    return Dataset(x, None, "celebahq128", split, meta)
+    return load_celebahq(split, root, size=128, as_float=as_float, **kw), None
 
 
-DATASETS = {"mnist": _mnist, "noisy-mnist": _noisy_mnist, "celeba64": _celeba64, "celebahq128": _celebahq128}
+# The paper's datasets. Optimiser settings: App. I (MNIST lr 1e-3 / 100 epochs; CelebA, CelebA-HQ lr 2e-4 /
+# 70 epochs; Adam, batch 64); Section 4 / App. D.1: lr 1e-3, 200 epochs.
+register_dataset(DatasetSpec(
+    "mnist", "MNIST", "mnist", (1, 28, 28), _mnist, dict(epochs=100, lr=1e-3, batch_size=64),
+    sizes={"smoke": (256, 64), "medium": (6_000, 2_000), "full": (None, None)}))
+register_dataset(DatasetSpec(
+    "mnist-d1", "MNIST (App. D.1 nets)", "d1", (1, 28, 28), _mnist, dict(epochs=200, lr=1e-3, batch_size=64),
+    sizes={"smoke": (128, 128), "medium": (4_096, 2_000), "full": (None, None)}))
+register_dataset(DatasetSpec(
+    "noisy-mnist", "noisy MNIST (Sec. 5.3)", "mnist", (1, 28, 28), _noisy_mnist,
+    dict(epochs=100, lr=1e-3, batch_size=64), sizes={"smoke": (128, 128), "medium": (3_000, 2_000),
+                                                      "full": (None, None)}))
+register_dataset(DatasetSpec(
+    "celeba64", "CelebA 64×64", "celeba64", (3, 64, 64), _celeba64, dict(epochs=70, lr=2e-4, batch_size=64),
+    sizes={"smoke": (104, 8), "medium": (6_000, 1_000), "full": (None, None)}))
+register_dataset(DatasetSpec(
+    "celebahq128", "CelebA-HQ 128×128", "celebahq128", (3, 128, 128), _celebahq128,
+    dict(epochs=70, lr=2e-4, batch_size=64), sizes={"smoke": (16, 4), "medium": (3_000, 300), "full": (None, None)},
+    stand_in=smooth_colour_fields((3, 128, 128))))
 
 
 def load_dataset(name: str, split: str = "train", root=None, **kw) -> Dataset:
@@ -74,7 +82,7 @@ def load_dataset(name: str, split: str = "train", root=None, **kw) -> Dataset:
 
 
 __all__ = [
-    "Dataset", "DATASETS", "load_dataset", "load_mnist", "load_celeba", "load_celebahq", "celeba_split_counts",
+    "Dataset", "DATASETS", "DatasetSpec", "dataset_spec", "register_dataset", "unregister_dataset", "load_dataset", "load_mnist", "load_celeba", "load_celebahq", "celeba_split_counts",
     "celebahq_split_names", "celebahq_split_sizes", "center_crop_box", "make_noisy_mnist", "partition_masks", "noisy_pattern_partitions",
     "noise_mask", "NOISE_PATTERNS", "BatchIterator", "to_device_dataset", "mix_seed", "resolve_data_root", "ENV_VAR",
     "DataError", "MissingDataError", "ChecksumError", "CorruptFileError", "EmptyImageFolderError", "UnknownNameError",

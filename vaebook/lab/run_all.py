@@ -1,6 +1,6 @@
 """Execute the book's notebooks with papermill.
 
-    python -m vaebook.experiments.run_all --preset smoke --mode compute --results-dir R --executed-dir E \\
+    python -m vaebook.lab.run_all --preset smoke --mode compute --results-dir R --executed-dir E \\
         --device cpu [--only theory,smoothness] [--data-root D] [--timeout S]
 
 Each ``notebooks/<name>.ipynb`` runs with the parameters ``preset``, ``mode``, ``device``, ``seed``,
@@ -17,11 +17,43 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from vaebook.experiments.common import MODES, NOTEBOOKS, PRESETS, ParameterError
+from vaebook.lab.params import ParameterError
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 KERNEL = "python3"
+MODES = ("report", "compute")
+
+
+def notebooks(toc: Optional[Path] = None) -> list[str]:
+    """The experiment notebooks, in book order: the ``notebooks/<name>`` entries of ``_toc.yml`` (the one list)."""
+    import yaml
+
+    out: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            f = node.get("file")
+            if isinstance(f, str) and f.startswith("notebooks/"):
+                out.append(f.split("/", 1)[1].removesuffix(".ipynb"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load((toc or REPO / "_toc.yml").read_text()))
+    return out
+
+
+def check_parameters(name: str, parameters: dict) -> None:
+    """Refuse parameters the notebook's parameters cell does not declare (papermill would only warn)."""
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise ParameterError(f"notebook {name!r}: unknown parameter(s) {unknown}; it declares {sorted(declared)}.")
 
 
 def ensure_kernel() -> str:
@@ -42,12 +74,13 @@ def ensure_kernel() -> str:
 
 
 def parse_only(only: Optional[str]) -> list[str]:
+    known = notebooks()
     if not only:
-        return list(NOTEBOOKS)
+        return known
     names = [n.strip() for n in only.split(",") if n.strip()]
-    bad = [n for n in names if n not in NOTEBOOKS]
-    if bad:
-        raise ParameterError(f"--only: unknown notebook(s) {bad}; expected names from {list(NOTEBOOKS)}.")
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise ParameterError(f"--only: unknown notebook(s) {bad or only!r}; expected names from {known}.")
     return names
 
 
@@ -58,7 +91,8 @@ def run_notebook(name: str, out_path: Path, parameters: dict, timeout: Optional[
 
     src = NOTEBOOK_DIR / f"{name}.ipynb"
     if not src.is_file():
-        raise FileNotFoundError(f"notebook {src} is missing (expected one file per name in {list(NOTEBOOKS)})")
+        raise FileNotFoundError(f"notebook notebooks/{name}.ipynb is missing (_toc.yml lists it)")
+    check_parameters(name, parameters)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     pm.execute_notebook(str(src), str(out_path), parameters=parameters, kernel_name=ensure_kernel(),
@@ -68,15 +102,15 @@ def run_notebook(name: str, out_path: Path, parameters: dict, timeout: Optional[
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vaebook.experiments.run_all", description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="smoke", choices=PRESETS)
+    ap = argparse.ArgumentParser(prog="python -m vaebook.lab.run_all", description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="smoke")
     ap.add_argument("--mode", default="compute", choices=MODES)
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--executed-dir", default=None, help="where executed notebooks go (default: <results-dir>/../executed)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-root", default=None, help="data folder (default: $VAEBOOK_DATA or ./data)")
-    ap.add_argument("--only", default=None, help="comma-separated notebook names (default: all seven)")
+    ap.add_argument("--only", default=None, help="comma-separated notebook names (default: every notebook of _toc.yml)")
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the console")
     a = ap.parse_args(argv)

@@ -1,7 +1,7 @@
 """Build the Jupyter Book (HTML) into ``<out>/html``.
 
-    python -m vaebook.experiments.build_book --out _build                       # report mode, reads results/
-    python -m vaebook.experiments.build_book --executed-dir E --results-dir R --out DIR
+    python -m vaebook.lab.build_book --out _build                       # report mode, reads results/
+    python -m vaebook.lab.build_book --executed-dir E --results-dir R --out DIR
 
 The book's sources (``_config.yml``, ``_toc.yml``, ``book/``, ``notebooks/``) are copied into a temporary
 folder. Notebooks come from ``--executed-dir`` when given (outputs kept as executed), otherwise they
@@ -23,8 +23,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from vaebook.experiments.common import NOTEBOOKS
-from vaebook.experiments.run_all import REPO, ensure_kernel
+from vaebook.lab.run_all import REPO, ensure_kernel, notebooks
 
 SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
 STATUS = "book/status.ipynb"
@@ -86,11 +85,11 @@ def _copy_sources(dst: Path) -> None:
 def prepare(tmp: Path, results_dir: Path, executed_dir: Optional[Path], allow_missing: bool = False,
             log=print) -> list[str]:
     """Fill ``tmp`` with ready-to-render sources; returns the notebooks left out (``allow_missing``)."""
-    from vaebook.experiments.run_all import run_notebook
+    from vaebook.lab.run_all import run_notebook
 
     _copy_sources(tmp)
     missing = []
-    for name in NOTEBOOKS:
+    for name in notebooks():
         target = tmp / "notebooks" / f"{name}.ipynb"
         executed = executed_dir / f"{name}.ipynb" if executed_dir else None
         if executed is not None and executed.is_file():
@@ -152,7 +151,7 @@ def build(out: Path, results_dir: Path, executed_dir: Optional[Path] = None, all
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vaebook.experiments.build_book", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vaebook.lab.build_book", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="_build", help="output folder; the site goes to <out>/html")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--executed-dir", default=None, help="executed notebooks to use as they are (from run_all)")

@@ -1,0 +1,214 @@
+"""The experiment protocol and the one run loop.
+
+An experiment (one file per paper table in :mod:`vaebook.experiments`) is a subclass of
+:class:`Experiment` holding only its science:
+
+* ``name`` (its results folder and notebook), ``presets`` (scale → settings, smallest first; a
+  parameter of the same name overrides a setting when not None), ``params`` (its own knobs);
+* :meth:`~Experiment.plan`: the units of work, each with the models (:class:`~vaebook.lab.zoo.Job`) it needs;
+* :meth:`~Experiment.evaluate`: one unit → a dict of its long rows and anything else (numbers, strings,
+  tensors such as images for figures; saved with ``torch.save``, loaded with ``weights_only=True``);
+* :meth:`~Experiment.report`: all unit results → comparison tables, figures, metrics in the :class:`Run`;
+* :meth:`~Experiment.summary`: the strings a page glues into its prose.
+
+:func:`run` is the loop every experiment shares: validate (before anything is written) → plan → train
+the models the plan needs through the :class:`~vaebook.lab.zoo.Zoo` → evaluate each unit (each result
+written atomically when it finishes; a re-run skips finished units) → report → publish the run folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+
+import torch
+
+from vaebook.io import atomic_torch_save
+from vaebook.lab.params import ParameterError, ParamSpec, check_device, common_params, validate_params
+from vaebook.lab.results import Run, find_results, jsonable
+from vaebook.lab.zoo import Job, TrainedModel, Zoo, code_version
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work: ``id`` (unique, file-name safe), the ``jobs`` it needs, free ``info``."""
+
+    id: str
+    jobs: tuple = ()
+    info: tuple = ()  # sorted (key, value) pairs
+
+    @staticmethod
+    def make(id: str, jobs=(), **info) -> "Unit":
+        return Unit(str(id), tuple(jobs), tuple(sorted(info.items())))
+
+    @property
+    def meta(self) -> dict:
+        return dict(self.info)
+
+
+class Experiment:
+    """Base class of an experiment; see the module docstring."""
+
+    name: str = ""
+    title: str = ""
+    presets: dict = {}
+    smoke_presets: tuple = ("smoke",)
+    params: dict = {}
+    preset_independent: bool = False
+    #: how long the largest preset takes and on what (for the "no results yet" notice)
+    full_cost: str = ""
+
+    # -- parameters -------------------------------------------------------------------------------
+    def spec(self) -> dict:
+        return {**common_params(self.presets), **self.params}
+
+    def resolve(self, params: dict) -> dict:
+        """Validated parameters with every ``None`` knob filled from the preset (nothing written)."""
+        p = validate_params(params, self.spec())
+        for k, v in self.presets[p["preset"]].items():
+            if p.get(k) is None:
+                p[k] = v
+        self.check(p)
+        return p
+
+    def check(self, p: dict) -> None:
+        """Cross-parameter checks of the experiment (raise :class:`ParameterError`)."""
+
+    # -- the science ---------------------------------------------------------------------------
+    def plan(self, ctx: "Context") -> list:
+        raise NotImplementedError
+
+    def evaluate(self, unit: Unit, ctx: "Context") -> dict:
+        raise NotImplementedError
+
+    def report(self, ctx: "Context", results: dict, run: Run) -> None:
+        raise NotImplementedError
+
+    def summary(self, res) -> dict:
+        return {}
+
+    # -- reading -----------------------------------------------------------------------------
+    def find(self, results_dir="results"):
+        """The largest-scale complete results of this experiment (None when there are none)."""
+        return find_results(results_dir, self.name, tuple(reversed(list(self.presets))), self.smoke_presets)
+
+    def source_hash(self) -> str:
+        return hashlib.blake2b(inspect.getsource(type(self)).encode(), digest_size=6).hexdigest()
+
+
+@dataclass
+class Context:
+    """What a unit's evaluation may use: parameters, device, data, trained models, a log."""
+
+    experiment: Experiment
+    p: dict
+    log: Callable = print
+    zoo: Optional[Zoo] = None
+    models: dict = field(default_factory=dict)  # Job -> TrainedModel
+
+    @property
+    def device(self):
+        from vaebook.train import resolve_device
+
+        return resolve_device(self.p["device"])
+
+    @property
+    def smoke(self) -> bool:
+        return self.p["preset"] in self.experiment.smoke_presets
+
+    def data(self, dataset: str, n_train=None, n_test=None, **variant):
+        """A registered dataset's images at this run's sizes (stand-in images only at smoke)."""
+        from vaebook.lab.data import load_data
+
+        return load_data(dataset, n_train, n_test, self.p.get("data_root"), int(self.p["seed"]),
+                         allow_stand_in=self.smoke, **variant)
+
+    def job_data(self, job: Job):
+        """The training images of ``job`` (its dataset, variant and ``n_train`` from the plan)."""
+        v = dict(job.variant)
+        n = v.pop("n_train", None)
+        return self.data(job.dataset, n, None, **v).train
+
+    def model(self, job: Job) -> TrainedModel:
+        return self.models[job]
+
+
+def _unit_key(exp: Experiment, unit: Unit, p: dict, ctx: Context) -> str:
+    skip = {"mode", "device", "results_dir", "data_root"}
+    payload = {"unit": unit.id, "info": jsonable(unit.meta), "p": jsonable({k: v for k, v in p.items() if k not in skip}),
+               "jobs": [repr(j) for j in unit.jobs], "code": code_version(), "exp": exp.source_hash()}
+    return hashlib.blake2b(json.dumps(payload, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
+
+
+def validate_plan(units: list, ctx: Context) -> None:
+    """Refuse a plan that cannot run, before anything is written."""
+    if not units:
+        raise ParameterError(f"{ctx.experiment.name}: these parameters select nothing to run; check the list "
+                             "parameters (models, datasets, tables …).")
+    ids = [u.id for u in units]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{ctx.experiment.name}.plan returned duplicate unit ids")
+    for job in dict.fromkeys(j for u in units for j in u.jobs):
+        n = len(ctx.job_data(job))
+        bs = job.train_dict.get("batch_size", 64)
+        if n < bs:
+            raise ParameterError(f"{job.label}: {n} training images but batch_size {bs}; choose n_train >= {bs}.")
+
+
+def run(exp: Experiment, params: dict, log: Callable = print) -> Run:
+    """Run ``exp`` with ``params`` (see the module docstring); returns the finished :class:`Run`."""
+    from vaebook.data import DataError
+
+    p = exp.resolve(params)
+    check_device(p["device"])
+    if os.environ.get("VAEBOOK_THREADS"):
+        torch.set_num_threads(int(os.environ["VAEBOOK_THREADS"]))
+    ctx = Context(exp, p, log)
+    try:
+        units = exp.plan(ctx)
+        validate_plan(units, ctx)
+    except DataError:
+        raise
+    for k in ("results_dir", "data_root"):
+        if p.get(k) is not None:
+            p[k] = os.path.expanduser(p[k])
+    root = Path(os.path.expanduser(p["results_dir"])) / p["preset"]
+    ctx.zoo = Zoo(root / "models", ctx.job_data, p["device"], log)
+    with Run(exp.name, p) as r:
+        ctx.models = ctx.zoo.train([j for u in units for j in u.jobs]) if any(u.jobs for u in units) else {}
+        cache = root / "evals" / exp.name
+        results = {}
+        for i, u in enumerate(units):
+            key = _unit_key(exp, u, p, ctx)
+            f = cache / f"{u.id}.pt"
+            hit = None
+            if f.is_file():
+                try:
+                    saved = torch.load(f, map_location="cpu", weights_only=True)
+                    hit = saved["result"] if saved.get("key") == key else None
+                except Exception as e:  # noqa: BLE001 - unreadable: evaluate again
+                    log(f"[{exp.name}] {u.id}: cached result unreadable ({type(e).__name__}: {e}); evaluating again")
+                    hit = None
+            if hit is None:
+                log(f"[{exp.name}] {i + 1}/{len(units)} {u.id}")
+                hit = exp.evaluate(u, ctx)
+                atomic_torch_save({"key": key, "result": hit}, f)
+            results[u.id] = hit
+        exp.report(ctx, results, r)
+        r.extra_provenance["preset_independent"] = exp.preset_independent
+    return r
+
+
+def rows_frame(results: dict, key: str = "rows") -> pd.DataFrame:
+    """All units' long rows (``results[unit][key]``) as one frame."""
+    rows = [row for res in results.values() for row in (res.get(key) or [])]
+    return pd.DataFrame(rows)
+
+
+__all__ = ["Experiment", "Unit", "Context", "run", "rows_frame", "validate_plan"]

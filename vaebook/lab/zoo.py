@@ -1,0 +1,224 @@
+"""The model zoo: trained models cached on disk, keyed by everything that determines them.
+
+A :class:`Job` names a registered model, a registered dataset (and its variant), the training settings
+and the seed. Its cache key adds the training images' content hash and the **code version** (a hash of
+the source of :mod:`vaebook.models`, :mod:`vaebook.nets`, :mod:`vaebook.variance`, :mod:`vaebook.train`),
+so a changed objective or trainer retrains instead of reusing a stale model. Entries live in
+``<root>/<dataset>/<model>-<key hash>/`` (``model.pt``, ``history.json``, ``meta.json`` written last).
+
+:meth:`Zoo.train` trains the jobs that are not cached (batched through ``torch.func.vmap`` on CUDA, one by
+one elsewhere), writes each model when it finishes (a re-run skips it), resumes a model cut short from
+its epoch checkpoint, and records a model whose loss became non-finite as failed and goes on.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from vaebook.io import atomic_torch_save, atomic_write_text
+
+CODE_PACKAGES = ("models", "nets", "variance", "train")
+FORMAT = 2
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the source files that determine a trained model."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.blake2b(digest_size=8)
+    for pkg in CODE_PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to train. ``train``: :class:`~vaebook.train.TrainConfig` fields (epochs, lr, batch_size,
+    max_steps, ...); ``model_kwargs``: builder arguments (e.g. a fixed σx²); ``variant``: dataset loader
+    arguments (e.g. a noise pattern); ``tag``: a free label for logs."""
+
+    model: str
+    dataset: str
+    train: tuple  # sorted (field, value) pairs
+    seed: int = 0
+    model_kwargs: tuple = ()
+    variant: tuple = ()
+    tag: str = ""
+
+    @staticmethod
+    def make(model: str, dataset: str, train: dict, seed: int = 0, model_kwargs: Optional[dict] = None,
+             variant: Optional[dict] = None, tag: str = "") -> "Job":
+        return Job(model, dataset, tuple(sorted(train.items())), int(seed),
+                   tuple(sorted((model_kwargs or {}).items())), tuple(sorted((variant or {}).items())), tag)
+
+    @property
+    def train_dict(self) -> dict:
+        return dict(self.train)
+
+    @property
+    def label(self) -> str:
+        return self.tag or f"{self.model} on {self.dataset}"
+
+    def build(self):
+        """The untrained model (initialisation seeded by the job, not by training order)."""
+        from vaebook.data import dataset_spec, mix_seed
+        from vaebook.models import build_model
+
+        spec = dataset_spec(self.dataset)
+        torch.manual_seed(mix_seed("zoo", self.seed, self.dataset, self.model, repr(self.model_kwargs),
+                                   repr(self.variant)) % (2**63 - 1))
+        kw = {**spec.model_defaults.get(self.model, {}), **dict(self.model_kwargs)}
+        return build_model(self.model, spec.arch, **kw)
+
+    def config(self, device: str = "auto"):
+        from vaebook.train import TrainConfig
+
+        return TrainConfig(**{**self.train_dict, "seed": self.seed, "device": device}).validate()
+
+    def key(self, train_hash: str, n_train: int) -> dict:
+        return {"format": FORMAT, "model": self.model, "dataset": self.dataset, "model_kwargs": dict(self.model_kwargs),
+                "variant": dict(self.variant), "train": self.train_dict, "seed": self.seed, "n_train": int(n_train),
+                "train_hash": train_hash, "code": code_version()}
+
+
+@dataclass
+class TrainedModel:
+    """A job's model after training or loading; ``model`` is None when it did not train (``reason`` says why)."""
+
+    job: Job
+    model: Optional[torch.nn.Module]
+    history: list = field(default_factory=list)
+    from_cache: bool = False
+    meta: dict = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.model is not None
+
+
+def _key_hash(key: dict) -> str:
+    return hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=6).hexdigest()
+
+
+class Zoo:
+    """Trained models under ``root``; ``data_fn(job) -> training tensor`` supplies each job's images."""
+
+    def __init__(self, root, data_fn: Callable, device: str = "auto", log: Optional[Callable] = print):
+        self.root = Path(root)
+        self.data_fn = data_fn
+        self.device = device
+        self.log = log or (lambda *_: None)
+
+    def _entry(self, job: Job) -> tuple[Path, dict]:
+        from vaebook.lab.data import tensor_hash
+
+        x = self.data_fn(job)
+        key = job.key(getattr(x, "_vaebook_hash", None) or tensor_hash(x), len(x))
+        return self.root / job.dataset / f"{job.model}-{_key_hash(key)}", key
+
+    def load(self, job: Job) -> Optional[TrainedModel]:
+        """The cached model of ``job`` (None when absent, stale or unreadable)."""
+        from vaebook.train import resolve_device
+
+        d, key = self._entry(job)
+        meta_p = d / "meta.json"
+        if not meta_p.is_file():
+            return None
+        try:
+            meta = json.loads(meta_p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if meta.get("key") != json.loads(json.dumps(key, default=str)):
+            return None
+        hist = json.loads((d / "history.json").read_text()) if (d / "history.json").is_file() else []
+        if meta.get("status") != "ok":
+            return TrainedModel(job, None, hist, True, meta, meta.get("reason", "training failed"))
+        model = job.build()
+        try:
+            model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
+        except (RuntimeError, OSError, EOFError, ValueError, KeyError):
+            return None
+        return TrainedModel(job, model.to(resolve_device(self.device)).eval(), hist, True, meta)
+
+    def _save(self, job: Job, tm: TrainedModel, wall_s: float) -> None:
+        d, key = self._entry(job)
+        d.mkdir(parents=True, exist_ok=True)
+        if tm.model is not None:
+            atomic_torch_save({k: v.detach().cpu().clone() for k, v in tm.model.state_dict().items()}, d / "model.pt")
+        atomic_write_text(d / "history.json", json.dumps(tm.history, indent=1, default=str))
+        meta = {"key": key, "status": "ok" if tm.model is not None else "did not train", "reason": tm.reason,
+                "train_wall_s": round(wall_s, 3), "device": str(self.device), "torch": torch.__version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        atomic_write_text(d / "meta.json", json.dumps(meta, indent=1, default=str))  # last: entry complete
+        shutil.rmtree(d / "checkpoint", ignore_errors=True)
+        tm.meta = meta
+
+    def train(self, jobs: Sequence[Job], batched: Optional[bool] = None) -> dict:
+        """``{job: TrainedModel}`` for every job: cached ones loaded, the rest trained and cached one by one."""
+        from vaebook.train import NonFiniteLossError, resolve_device
+        from vaebook.train import fit
+        from vaebook.train import train_many as batched_train
+
+        dev = resolve_device(self.device)
+        out: dict = {}
+        todo = []
+        for job in dict.fromkeys(jobs):
+            hit = self.load(job)
+            if hit is not None:
+                out[job] = hit
+            else:
+                todo.append(job)
+        if not todo:
+            return out
+        if batched is None:
+            batched = dev.type == "cuda" and len(todo) > 1
+        self.log(f"training {len(todo)} model(s) on {dev}: " + ", ".join(j.label for j in todo))
+        if batched:
+            try:
+                models = [j.build() for j in todo]
+                t0 = time.perf_counter()
+                hs = batched_train(models, [self.data_fn(j) for j in todo], [j.config(str(dev)) for j in todo])
+                per = (time.perf_counter() - t0) / len(todo)
+                for j, m, h in zip(todo, models, hs):
+                    tm = TrainedModel(j, m.eval(), list(getattr(h, "epochs", h) or []))
+                    self._save(j, tm, per)
+                    out[j] = tm
+                return out
+            except NonFiniteLossError:
+                self.log("a batched model diverged: training the group one by one to find it")
+        for i, job in enumerate(todo):
+            if job in out:
+                continue
+            d, _ = self._entry(job)
+            cfg = job.config(str(dev))
+            cfg.checkpoint_dir, cfg.resume = str(d / "checkpoint"), True
+            model = job.build()
+            t0 = time.perf_counter()
+            try:
+                h = fit(model, self.data_fn(job), cfg)
+                tm = TrainedModel(job, model.eval(), list(getattr(h, "epochs", h) or []))
+                last = tm.history[-1] if tm.history else {}
+                self.log(f"[{i + 1}/{len(todo)}] {job.label}: trained in {time.perf_counter() - t0:.0f} s"
+                         + (f", loss {last['loss']:.4g}" if isinstance(last.get("loss"), (int, float)) else ""))
+            except NonFiniteLossError as e:
+                tm = TrainedModel(job, None, reason="did not train: the loss became non-finite (" +
+                                  str(e).split(". Last good")[0] + ")")
+                self.log(f"[{i + 1}/{len(todo)}] {job.label}: {tm.reason}")
+            self._save(job, tm, time.perf_counter() - t0)
+            out[job] = tm
+        return out
+
+
+__all__ = ["Job", "TrainedModel", "Zoo", "code_version"]
