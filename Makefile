@@ -14,7 +14,6 @@ ifeq ($(origin VAEBOOK_DATA), undefined)
 endif
 PRESET ?= medium
 DEVICE ?= auto
-NOTEBOOKS := theory smoothness noise_variance generation interpolation celebahq nll
 
 .PHONY: venv test test-lib test-notebooks book reproduce benchmark clean
 
@@ -38,17 +37,17 @@ test: $(STAMP)
 # temporary folder; any cell error or Sphinx warning fails the target.
 test-notebooks: $(STAMP)
 	@set -euo pipefail; tmp=$$(mktemp -d); \
-	$(BIN)/python -m vaebook.experiments.run_all --preset smoke --mode compute \
+	$(BIN)/python -m vaebook.lab.run_all --preset smoke --mode compute \
 	    --results-dir $$tmp/results --executed-dir $$tmp/executed --device cpu && \
-	$(BIN)/python -m vaebook.experiments.build_book --executed-dir $$tmp/executed \
+	$(BIN)/python -m vaebook.lab.build_book --executed-dir $$tmp/executed \
 	    --results-dir $$tmp/results --out $$tmp/site && echo "notebooks+book OK ($$tmp)"
 
 # The site from committed results: notebooks run in report mode (no training).
 book: $(STAMP)
-	$(BIN)/python -m vaebook.experiments.build_book --out _build
+	$(BIN)/python -m vaebook.lab.build_book --out _build
 
 reproduce: $(STAMP)
-	$(BIN)/python -m vaebook.experiments.run_all --preset $(PRESET) --mode compute \
+	$(BIN)/python -m vaebook.lab.run_all --preset $(PRESET) --mode compute \
 	    --results-dir results --device $(DEVICE)
 	$(MAKE) --no-print-directory book
 

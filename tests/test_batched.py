@@ -128,10 +128,67 @@ def test_noise_feed_reproduces_the_generator_draw():
     q = Posterior(torch.randn(5, 3, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 0.1)
     direct = q.rsample(2, torch.Generator().manual_seed(4))
     eps = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    before = Posterior.__dict__["rsample"]
     with noise_feed([eps]):
+        assert Posterior.__dict__["rsample"] is before  # scoped hook: the class is not patched
         fed = q.rsample(2, None)
     torch.testing.assert_close(fed, direct, rtol=0, atol=0)
-    assert Posterior.rsample.__name__ == "rsample"  # the patch is removed afterwards
+    assert Posterior.__dict__["rsample"] is before
+
+
+def test_noise_feed_is_scoped_to_its_thread():
+    """While one thread feeds noise, Posterior.rsample in another thread draws from its generator as usual."""
+    import threading
+
+    q = Posterior(torch.randn(5, 3, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 0.1)
+    want = q.rsample(2, torch.Generator().manual_seed(7))
+    fed_eps = torch.zeros(2, 5, 3, dtype=torch.float64)
+    feeding, drawn = threading.Event(), threading.Event()
+    result, errors = {}, []
+
+    def feeder():
+        try:
+            with noise_feed([fed_eps]):
+                feeding.set()
+                assert drawn.wait(30)
+                result["fed"] = q.rsample(2, torch.Generator().manual_seed(7))
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+            feeding.set()
+
+    t = threading.Thread(target=feeder)
+    t.start()
+    assert feeding.wait(30)
+    other = q.rsample(2, torch.Generator().manual_seed(7))  # this thread: no feed active
+    drawn.set()
+    t.join(30)
+    assert not errors, errors
+    torch.testing.assert_close(other, want, rtol=0, atol=0)
+    torch.testing.assert_close(result["fed"], q.mean.expand(2, 5, 3), rtol=0, atol=0)  # zero noise fed there
+
+
+def test_batched_training_leaves_posterior_rsample_alone(monkeypatch):
+    """The batched loop feeds its noise through the scoped hook; Posterior.rsample stays the same function
+    before, during and after training (checked at every call from inside the loop)."""
+    import vaebook.models.base as base
+
+    orig = Posterior.__dict__["rsample"]
+    seen = []
+    real = base.noise_source
+
+    def spy():
+        seen.append(Posterior.__dict__["rsample"] is orig)
+        return real()
+
+    monkeypatch.setattr(base, "noise_source", spy)
+    x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    models = []
+    for k, s2 in enumerate([0.5, 2.0]):
+        torch.manual_seed(30 + k)
+        models.append(Section4VAE("d1", sigma_x2=s2, sigma_z2=0.4).double())
+    fit_many(models, x, _configs()[:2])
+    assert seen and all(seen)  # rsample consulted the hook (and was never swapped) at every draw
+    assert Posterior.__dict__["rsample"] is orig
 
 
 def test_fast_path_defaults_match_fit():

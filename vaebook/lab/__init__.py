@@ -10,12 +10,12 @@
 * :mod:`~vaebook.lab.experiment` — the experiment protocol and the one run loop;
 * :mod:`~vaebook.lab.page`, :mod:`~vaebook.lab.run_all`, :mod:`~vaebook.lab.build_book` — notebooks and the book.
 """
-from vaebook.lab.compare import compare, pairwise_trend, spearman, verdict, verdict_counts
+from vaebook.lab.compare import pairwise_trend, spearman, verdict, verdict_counts
 from vaebook.lab.experiment import Context, Experiment, Unit, rows_frame, run
 from vaebook.lab.params import ParameterError, ParamSpec, validate_params
 from vaebook.lab.results import Results, Run, find_results, load_results
 from vaebook.lab.zoo import Job, TrainedModel, Zoo
 
-__all__ = ["compare", "pairwise_trend", "spearman", "verdict", "verdict_counts", "Context", "Experiment", "Unit",
+__all__ = ["pairwise_trend", "spearman", "verdict", "verdict_counts", "Context", "Experiment", "Unit",
            "rows_frame", "run", "ParameterError", "ParamSpec", "validate_params", "Results", "Run", "find_results",
            "load_results", "Job", "TrainedModel", "Zoo"]

@@ -226,7 +226,13 @@ class Run:
         return self.out_dir / name
 
     def write_table(self, name: str, df) -> Path:
+        from vaebook.lab.compare import VERDICTS
+
         self._check_open()
+        if "verdict" in getattr(df, "columns", []):
+            bad = sorted(set(df["verdict"].dropna()) - set(VERDICTS))
+            if bad:
+                raise ValueError(f"table {name!r} has verdicts {bad}; expected only {VERDICTS} (or none: not run)")
         stem = name[:-4] if name.endswith(".csv") else name
         self.tables[stem] = df
         return atomic_write_text(self.out_dir / f"{stem}.csv", df.to_csv(index=False))

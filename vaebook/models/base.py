@@ -9,12 +9,38 @@ over the minibatch (nats for likelihood terms).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Optional
+from typing import Callable, ClassVar, Iterator, Optional
 
 import torch
 from torch import nn
+
+
+#: ``(shape, dtype, device) -> standard-normal noise tensor of that shape`` (see :func:`posterior_noise`).
+NoiseSource = Callable[[tuple, torch.dtype, torch.device], torch.Tensor]
+_NOISE = threading.local()  # per thread: the active NoiseSource (absent/None: draw with torch.randn)
+
+
+def noise_source() -> Optional[NoiseSource]:
+    """The noise source active in the calling thread, or ``None`` (then :meth:`Posterior.rsample` draws)."""
+    return getattr(_NOISE, "source", None)
+
+
+@contextlib.contextmanager
+def posterior_noise(source: Optional[NoiseSource]) -> Iterator[Optional[NoiseSource]]:
+    """While active, in the calling thread only, :meth:`Posterior.rsample` takes its standard-normal ε of
+    z = μφ + ε·σφ (Eq. 4's reparameterisation) from ``source(shape, dtype, device)`` instead of drawing
+    it; other threads and the ``Posterior`` class are untouched. Nests (the previous source is restored);
+    ``None`` switches a source off. Used by :mod:`vaebook.train.batched` to feed per-model noise into ``vmap``."""
+    prev = noise_source()
+    _NOISE.source = source
+    try:
+        yield source
+    finally:
+        _NOISE.source = prev
 
 
 @dataclass
@@ -25,11 +51,18 @@ class Posterior:
     var: Optional[torch.Tensor] = None
 
     def rsample(self, n: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``n×B×d_z`` reparameterised samples (the mean repeated when deterministic)."""
+        """``n×B×d_z`` reparameterised samples (the mean repeated when deterministic).
+
+        ε comes from ``torch.randn(generator=generator)``, or, while a :func:`posterior_noise` source is
+        active in this thread, from that source (``generator`` is then unused)."""
         m = self.mean.unsqueeze(0).expand(n, *self.mean.shape)
         if self.var is None:
             return m
-        eps = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+        source = noise_source()
+        if source is None:
+            eps = torch.randn(m.shape, generator=generator, device=m.device, dtype=m.dtype)
+        else:
+            eps = source(tuple(m.shape), m.dtype, m.device)
         return m + eps * self.var.sqrt().unsqueeze(0)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

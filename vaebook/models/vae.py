@@ -63,22 +63,14 @@ class GaussianVAE(GenerativeModel):
                                   "sigma2_mean": v.sigma2.mean()}, v.sigma2)
 
     def eval_sigma2(self, x: torch.Tensor, mu: torch.Tensor, head: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The Σx used to evaluate p(x|z) outside training (IWAE NLL).
+        """The Σx used to evaluate p(x|z) outside training (IWAE NLL): :meth:`DecoderVariance.eval_sigma2`.
 
         fixed/trainable: the model's own value (or head). MLE -I shapes: the running (EMA) training estimate.
-        MLE -D shapes: the per-example estimate from the reconstruction of x itself, plus ε — the choice that
-        the paper's negative NLLs (Table 7) imply.
+        MLE -D shapes: the per-example estimate from the reconstruction μθ(μφ(x)) of x itself, plus ε — the
+        choice that the paper's negative NLLs (Table 7) imply.
         """
         v = self.variance
-        if v.mode != "mle":
-            s2 = v.current(head)
-            return v._broadcast(s2, mu if mu.dim() == 5 else mu.unsqueeze(0))
-        if not v.dependent:
-            return v._broadcast(v.running_sigma2 + v.eps, mu if mu.dim() == 5 else mu.unsqueeze(0))
-        with torch.no_grad():
-            rec = self.reconstruct(x)
-            s2 = v.mle(((x - rec) ** 2).unsqueeze(0)) + v.eps
-        return v.expand(s2, x.shape[0]).unsqueeze(0)
+        return v.eval_sigma2(x, mu, head, recon=self.reconstruct(x) if v.needs_recon else None)
 
     def decoder_log_prob(self, x, z):
         mu, head = self._decode_all(z)
@@ -159,9 +151,7 @@ class Section4VAE(GenerativeModel):
 
     def decoder_log_prob(self, x, z):
         mu = self.decode(z)
-        v = self.variance
-        s2 = v.running_sigma2 if v.mode == "mle" else v.fixed_sigma2
-        return v.log_prob(x, mu, s2)
+        return self.variance.log_prob(x, mu, self.variance.eval_sigma2(x, mu))
 
 
 register_model("section4-vae", "Section-4 VAE (sigma_z^2 I encoder)", "section4", datasets=("mnist",))(Section4VAE)

@@ -55,7 +55,7 @@ class RandomModel:
         v = build_variance(name, SHAPE, mode="mle", eps=0.0)
         with torch.no_grad():
             mu, _ = self.forward()
-            s2 = v.mle((self.x.unsqueeze(0) - mu) ** 2)
+            s2 = v.estimate(self.x.unsqueeze(0) - mu)  # residuals r = x − μθ(z)
         return v.expand(s2, self.x.shape[0]).clone()
 
     def random_sigma(self, name: str, g: torch.Generator) -> torch.Tensor:

@@ -73,8 +73,7 @@ def claim_g_minimiser(seed: int = 0, n_perturb: int = 40) -> ClaimResult:
     at_mle, best_other = [], []
     for n in names:
         v = build_variance(n, SHAPE, mode="mle", eps=0.0)
-        r2 = (x.unsqueeze(0) - mu) ** 2
-        s2 = v.mle(r2)
+        s2 = v.estimate(x.unsqueeze(0) - mu)  # Σ̂x from the residuals (Eq. 9a)
         full = v.expand(s2, x.shape[0])
         at_mle.append(eq7b(x, mu, full))
         others = []

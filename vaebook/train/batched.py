@@ -10,7 +10,7 @@ grouped convolutions, linear layers batched matmuls). Each model keeps what a se
   ``TrainConfig.seed``;
 * its own loss noise — z ~ q(z|x) is drawn outside ``vmap`` from one ``torch.Generator`` per model,
   seeded ``seed + 1`` like :class:`~vaebook.train.Trainer`'s, in the same order and shape, and fed
-  to :meth:`Posterior.rsample` (see :func:`noise_feed`);
+  to :meth:`Posterior.rsample` through its thread-local noise hook (see :func:`noise_feed`);
 * its own batch-norm running statistics and MLE running σ̂x² (stacked buffers, updated in place
   inside ``vmap``);
 * its own Adam: Adam is elementwise, so one ``torch.optim.Adam`` over the stacked tensors is K
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import threading
 import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -54,7 +53,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from vaebook.data.batching import BatchIterator
-from vaebook.models.base import Posterior
+from vaebook.models.base import posterior_noise
 from vaebook.train.trainer import History, NonFiniteLossError, TrainConfig, fit, resolve_device
 
 # Config fields that must be equal inside one batched group (``seed`` may differ).
@@ -67,52 +66,36 @@ _IGNORED_ATTRS = {"label", "registry_name", "training"}
 
 
 # --- the loss noise ------------------------------------------------------------------------------
-_FEED = threading.local()  # per thread: the queue of noise tensors (None = draw as usual)
-_ORIG_RSAMPLE = Posterior.rsample
-_LOCK = threading.Lock()
-_ACTIVE = 0  # feeds open in any thread; the patch is installed while > 0
+class _QueueNoise:
+    """A :data:`vaebook.models.base.NoiseSource` serving the ε tensors of ``queue`` in call order (or, with
+    ``record=True``, appending ``(shape, dtype)`` of each request and serving zeros: no RNG is touched)."""
 
+    def __init__(self, queue: list, record: bool = False):
+        self.queue, self.record = queue, record
 
-def _fed_rsample(self: Posterior, n: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    queue = getattr(_FEED, "queue", None)
-    if queue is None:
-        return _ORIG_RSAMPLE(self, n, generator)
-    if self.var is None:  # deterministic encoder: no draw, as in the unbatched code
-        return self.mean.unsqueeze(0).expand(n, *self.mean.shape)
-    if getattr(_FEED, "record", False):
-        queue.append(((n, *self.mean.shape), self.mean.dtype))
-        return self.mean.unsqueeze(0).expand(n, *self.mean.shape)  # no draw: leaves every RNG untouched
-    if not queue:
-        raise RuntimeError("batched training: the model drew more z samples than its probe step did; "
-                           "its loss must draw the same noise shapes at every step")
-    eps = queue.pop(0)
-    m = self.mean.unsqueeze(0).expand(n, *self.mean.shape)
-    if tuple(eps.shape) != tuple(m.shape):
-        raise RuntimeError(f"batched training: fed noise has shape {tuple(eps.shape)}, the model asked for "
-                           f"{tuple(m.shape)}")
-    return m + eps * self.var.sqrt().unsqueeze(0)
+    def __call__(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if self.record:
+            self.queue.append((tuple(shape), dtype))
+            return torch.zeros(shape, dtype=dtype, device=device)
+        if not self.queue:
+            raise RuntimeError("batched training: the model drew more z samples than its probe step did; "
+                               "its loss must draw the same noise shapes at every step")
+        eps = self.queue.pop(0)
+        if tuple(eps.shape) != tuple(shape):
+            raise RuntimeError(f"batched training: fed noise has shape {tuple(eps.shape)}, the model asked for "
+                               f"{tuple(shape)}")
+        return eps
 
 
 @contextlib.contextmanager
 def noise_feed(queue: list, record: bool = False):
-    """While active, :meth:`Posterior.rsample` takes its standard-normal noise from ``queue`` (in call
-    order) instead of drawing it, so draws made outside ``vmap`` by per-model generators reach the right
-    model. With ``record=True`` it instead appends ``(shape, dtype)`` of every draw to ``queue``."""
-    global _ACTIVE
-    prev = (getattr(_FEED, "queue", None), getattr(_FEED, "record", False))
-    _FEED.queue, _FEED.record = queue, record
-    with _LOCK:
-        if _ACTIVE == 0:
-            Posterior.rsample = _fed_rsample
-        _ACTIVE += 1
-    try:
+    """While active (in the calling thread only), :meth:`Posterior.rsample` takes its standard-normal noise
+    from ``queue`` (in call order) instead of drawing it, so draws made outside ``vmap`` by per-model
+    generators reach the right model. With ``record=True`` it instead appends ``(shape, dtype)`` of every
+    draw to ``queue`` (and samples z = mean). Scoped through :func:`vaebook.models.base.posterior_noise`:
+    the ``Posterior`` class is never modified, and other threads draw as usual."""
+    with posterior_noise(_QueueNoise(queue, record)):
         yield queue
-    finally:
-        _FEED.queue, _FEED.record = prev
-        with _LOCK:
-            _ACTIVE -= 1
-            if _ACTIVE == 0:
-                Posterior.rsample = _ORIG_RSAMPLE
 
 
 # --- grouping ------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ pixels, averaged over the minibatch and the z samples). For the MLE shapes the c
 ``d_x/2`` of G.5–G.17 is included too, so the value is Eq. (7b) evaluated at Σ̂x.
 
 Residual tensors: ``x`` is ``B×C×H×W``; ``mu`` is ``S×B×C×H×W`` for S samples z ~ q(z|x)
-(expectations over q(z|x) use those samples, over p̃_data the minibatch).
+(expectations over q(z|x) use those samples, over p̃_data the minibatch). The shape hooks receive the
+residuals r = x − μθ(z) themselves (not only r²), so a non-diagonal Σx is one more subclass overriding
+``estimate`` / ``nll`` / ``mle_objective`` / ``broadcast`` (see :class:`DecoderVariance`).
 """
 from __future__ import annotations
 
@@ -58,8 +60,23 @@ def gaussian_nll(r2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
 
 
 class DecoderVariance(nn.Module):
-    """Protocol for a Σx parameterisation. Subclasses define ``name``, ``dependent`` and
-    :meth:`mle` (the MLE value Σ̂x from squared residuals) and :meth:`expand` (per-pixel form)."""
+    """Protocol for a Σx parameterisation.
+
+    Everything a model or an evaluation needs goes through the public methods :meth:`forward` (training
+    objective), :meth:`eval_sigma2` and :meth:`log_prob` (evaluation), :meth:`current` (the fixed /
+    trainable value). A shape subclass sets ``name``, ``dependent``, ``uses_eps`` and implements hooks
+    that all receive **residuals** ``r = x − μθ(z)`` (``S×B×C×H×W``), so a non-diagonal Σx (e.g. a low-rank
+    σ²I + UUᵀ, or a full covariance) is one subclass too:
+
+    * :meth:`estimate` ``(r) → Σ̂x`` (Eq. 9a / G.1 restricted to the shape). The four diagonal shapes
+      only implement the shortcut :meth:`mle` ``(r²)``, which the default :meth:`estimate` calls;
+    * :meth:`param_shape` (shape of the stored fixed / running / trainable Σx),
+      :meth:`expand` (per-pixel ``B×C×H×W`` form; diagonal shapes),
+      :meth:`broadcast` (Σx → the form :meth:`nll` takes, broadcastable against ``r``);
+    * :meth:`nll` ``(r, Σx)`` = −log N(r; 0, Σx) per example (Eq. 7b's integrand; default: diagonal);
+    * :meth:`mle_objective` ``(Σ̂x, r)`` = Eq. (7b) at Σ̂x (default: the closed forms G.5/G.9/G.13/G.17);
+    * :meth:`from_head` / :meth:`head_channels` for a trainable -D shape.
+    """
 
     name: ClassVar[str] = ""
     dependent: ClassVar[bool] = False  # depends on x (the -D shapes)
@@ -78,25 +95,51 @@ class DecoderVariance(nn.Module):
         self.ema = float(ema)
         self.d_x = math.prod(self.x_shape)
         if mode == "trainable" and not self.dependent:
-            self.log_sigma2 = nn.Parameter(torch.full(self._param_shape(), math.log(value)))
+            self.log_sigma2 = nn.Parameter(torch.full(self.param_shape(), math.log(value)))
         else:
-            self.register_buffer("fixed_sigma2", torch.full(self._param_shape(), float(value)))
+            self.register_buffer("fixed_sigma2", torch.full(self.param_shape(), float(value)))
         # running estimate (EMA over training steps) of the -I variances, used at evaluation
         # time when the MLE shape has no minibatch to estimate from (e.g. the IWAE NLL)
-        self.register_buffer("running_sigma2", torch.full(self._param_shape(), float(value)))
+        self.register_buffer("running_sigma2", torch.full(self.param_shape(), float(value)))
         self.register_buffer("running_count", torch.zeros((), dtype=torch.long))
 
-    # -- shape-specific ---------------------------------------------------------------
-    def _param_shape(self) -> tuple[int, ...]:
+    # -- shape hooks ----------------------------------------------------------------------
+    def param_shape(self) -> tuple[int, ...]:
+        """Shape of the stored Σx (fixed value, running MLE, trainable log-variance)."""
         return ()
 
+    def estimate(self, r: torch.Tensor) -> torch.Tensor:
+        """Σ̂x from residuals ``r = x − μθ(z)`` (``S×B×C×H×W``): Eq. (9a), i.e. G.1 Σ̂x = E[r rᵀ] restricted
+        to this shape. Default: the diagonal shortcut ``mle(r²)``; a non-diagonal Σx overrides this."""
+        return self.mle(r ** 2)
+
     def mle(self, r2: torch.Tensor) -> torch.Tensor:
-        """Σ̂x from squared residuals ``S×B×C×H×W`` (Eq. 9a restricted to this shape)."""
-        raise NotImplementedError
+        """Diagonal shapes: Σ̂x from *squared* residuals ``S×B×C×H×W`` (G.4, G.7, G.11, G.15)."""
+        raise NotImplementedError(f"{type(self).__name__} implements estimate(r), not the diagonal mle(r²)")
 
     def expand(self, sigma2: torch.Tensor, batch: int) -> torch.Tensor:
-        """Broadcast ``sigma2`` (this shape's form) to ``B×C×H×W`` (or ``S×B×...``)."""
+        """Broadcast ``sigma2`` (this shape's form) to per-pixel ``B×C×H×W`` (diagonal shapes)."""
         raise NotImplementedError
+
+    def broadcast(self, sigma2: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``sigma2`` in this shape's form → the form :meth:`nll` takes; for the diagonal shapes per-pixel
+        variances broadcastable against residuals ``like`` (``S×B×C×H×W``)."""
+        if self.dependent and self.mode == "trainable":
+            return sigma2 if sigma2.dim() == like.dim() else sigma2.reshape(*sigma2.shape, 1, 1, 1)
+        return sigma2.reshape(*sigma2.shape, *([1] * (3 - sigma2.dim()))) if sigma2.dim() < 3 else sigma2
+
+    def nll(self, r: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+        """−log N(r; 0, Σx) per leading index of ``r`` (``...×C×H×W`` → ``...``), ``sigma2`` as from
+        :meth:`broadcast`: the integrand of Eq. (7b), ½[rᵀΣx⁻¹r + ln det Σx + d_x ln 2π]. Default: diagonal Σx."""
+        return gaussian_nll(r ** 2, sigma2)
+
+    def mle_objective(self, s2: torch.Tensor, r: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Eq. (7b) at Σ̂x (Eq. 10), i.e. G.5 / G.9 / G.13 / G.17 plus (d_x/2)·ln 2π: ½ Σ_pixels (1 + ln 2π +
+        ln(σ̂² + ε)), averaged over examples for the -D shapes. The diagonal closed forms ignore ``r`` (the
+        residuals ``S×B×C×H×W``); a shape without a closed form may evaluate ``self.nll(r, ·).mean()``."""
+        per_pixel = self.expand(s2, 1) if not self.dependent else self.expand(s2, s2.shape[0])
+        logs = torch.log(per_pixel + self.eps)
+        return 0.5 * (self.d_x * (1.0 + LOG_2PI) + logs.flatten(1).sum(-1).mean())
 
     def from_head(self, head: torch.Tensor) -> torch.Tensor:
         """Variance from the decoder's extra channels (``...×h×H×W``, pre-activation log σ²)."""
@@ -108,13 +151,18 @@ class DecoderVariance(nn.Module):
 
     # -- the protocol -------------------------------------------------------------------
     def forward(self, x: torch.Tensor, mu: torch.Tensor, head: Optional[torch.Tensor] = None) -> VarianceOutput:
+        """Training objective Eq. (7b) for ``x`` (``B×C×H×W``) and decoder means ``mu`` (``S×B×C×H×W``).
+
+        MLE: Σ̂x = :meth:`estimate` (r) (Eq. 9a), objective :meth:`mle_objective` (Eq. 10), gradients through
+        the estimate; the -I shapes also update their running (EMA) Σ̂x in training mode. Otherwise
+        :meth:`nll` at :meth:`current` (Eq. 7b)."""
         if mu.dim() == x.dim():
             mu = mu.unsqueeze(0)
             head = None if head is None else head.unsqueeze(0)
-        r2 = (x.unsqueeze(0) - mu) ** 2
+        r = x.unsqueeze(0) - mu
         if self.mode == "mle":
-            s2 = self.mle(r2)
-            rec = self.mle_objective(s2)
+            s2 = self.estimate(r)
+            rec = self.mle_objective(s2, r)
             if self.training and not self.dependent:
                 with torch.no_grad():  # EMA of the minibatch estimates, started at the first one
                     # no host sync (and vmap-friendly): weight 1 at the first estimate, then the EMA rate
@@ -124,18 +172,11 @@ class DecoderVariance(nn.Module):
                     self.running_count += 1
             return VarianceOutput(rec, s2.detach())
         s2 = self.current(head)
-        rec = gaussian_nll(r2, self._broadcast(s2, r2)).mean()
+        rec = self.nll(r, self.broadcast(s2, r)).mean()
         return VarianceOutput(rec, s2.detach().squeeze(0) if self.dependent else s2.detach())
 
-    def mle_objective(self, s2: torch.Tensor) -> torch.Tensor:
-        """Eq. (7b) at Σ̂x, i.e. G.5 / G.9 / G.13 / G.17 plus (d_x/2)·ln 2π: ½ Σ_pixels (1 + ln 2π + ln(σ̂² + ε)),
-        averaged over examples for the -D shapes."""
-        per_pixel = self.expand(s2, 1) if not self.dependent else self.expand(s2, s2.shape[0])
-        logs = torch.log(per_pixel + self.eps)
-        return 0.5 * (self.d_x * (1.0 + LOG_2PI) + logs.flatten(1).sum(-1).mean())
-
     def current(self, head: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The fixed or trainable Σx (its own shape; ``S×B...`` for the -D heads)."""
+        """The fixed or trainable Σx (its own shape; ``S×B...`` for the -D heads); for MLE the running Σ̂x."""
         if self.mode == "trainable":
             if self.dependent:
                 if head is None:
@@ -146,16 +187,34 @@ class DecoderVariance(nn.Module):
             return self.fixed_sigma2
         return self.running_sigma2
 
-    def _broadcast(self, s2: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-        """``s2`` in this shape's form → broadcastable against ``r2`` (``S×B×C×H×W``)."""
-        if self.dependent and self.mode == "trainable":
-            return s2 if s2.dim() == r2.dim() else s2.reshape(*s2.shape, 1, 1, 1)
-        return s2.reshape(*s2.shape, *([1] * (3 - s2.dim()))) if s2.dim() < 3 else s2
+    @property
+    def needs_recon(self) -> bool:
+        """Whether :meth:`eval_sigma2` needs the reconstruction μθ(μφ(x)) (MLE -D shapes)."""
+        return self.mode == "mle" and self.dependent
+
+    def eval_sigma2(self, x: torch.Tensor, mu: torch.Tensor, head: Optional[torch.Tensor] = None,
+                    recon: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The Σx used to evaluate p(x|z) outside training (IWAE NLL), in the form :meth:`log_prob` takes
+        (diagonal shapes: per-pixel variances broadcastable to ``S×B×C×H×W``).
+
+        fixed / trainable: :meth:`current` (the -D heads from ``head``). MLE -I shapes: the running (EMA)
+        training estimate + ε. MLE -D shapes: the per-example estimate (G.7 / G.15) from the residual of the
+        reconstruction ``recon`` = μθ(μφ(x)) of x itself, + ε (the reading Table 7's negative NLLs imply).
+        """
+        like = mu if mu.dim() == x.dim() + 1 else mu.unsqueeze(0)
+        if self.mode != "mle":
+            return self.broadcast(self.current(head), like)
+        if not self.dependent:
+            return self.broadcast(self.running_sigma2 + self.eps, like)
+        if recon is None:
+            raise ValueError(f"{self.name} with mode='mle' needs recon = μθ(μφ(x)) to evaluate Σx (see needs_recon)")
+        with torch.no_grad():
+            s2 = self.estimate((x - recon).unsqueeze(0)) + self.eps
+        return self.broadcast(self.expand(s2, x.shape[0]).unsqueeze(0), like)
 
     def log_prob(self, x: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
-        """log N(x; mu, Σx) summed over pixels for ``mu`` of shape ``K×B×C×H×W``; ``sigma2`` broadcastable."""
-        r2 = (x.unsqueeze(0) - mu) ** 2
-        return -gaussian_nll(r2, sigma2.expand_as(r2) if sigma2.dim() == r2.dim() else sigma2)
+        """log N(x; mu, Σx) for ``mu`` of shape ``K×B×C×H×W`` → ``K×B``; ``sigma2`` as from :meth:`eval_sigma2`."""
+        return -self.nll(x.unsqueeze(0) - mu, sigma2)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, x_shape={self.x_shape}, eps={self.eps}"
@@ -165,6 +224,7 @@ VARIANCES: dict[str, type[DecoderVariance]] = {}
 
 
 def register_variance(cls: type[DecoderVariance]) -> type[DecoderVariance]:
+    """Class decorator: ``build_variance(cls.name, ...)`` then builds ``cls`` (``VARIANCES.pop(name)`` undoes it)."""
     VARIANCES[cls.name] = cls
     return cls
 
@@ -189,7 +249,7 @@ class DiagI(DecoderVariance):
 
     name = "diag-i"
 
-    def _param_shape(self):
+    def param_shape(self):
         return self.x_shape
 
     def mle(self, r2):
