@@ -48,3 +48,28 @@ def test_written_files_get_the_mode_a_plain_open_gives(tmp_path, umask):
         os.umask(old)
     assert _mode(a) == _mode(b) == _mode(plain) == 0o666 & ~umask
     assert torch.equal(torch.load(b, weights_only=True)["w"], torch.ones(2))
+
+
+def test_torch_save_fsyncs_the_file_before_the_rename_and_then_the_folder(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync", st.st_ino, stat.S_ISDIR(st.st_mode)))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino, False))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(io.os, "replace", replace)
+    p = io.atomic_torch_save({"w": torch.arange(5)}, tmp_path / "ckpt.pt")
+    ino = os.stat(p).st_ino
+    kinds = [e[0] for e in events]
+    assert ("fsync", ino, False) in events  # the file itself (it keeps its inode through the rename)
+    assert events.index(("fsync", ino, False)) < kinds.index("replace")
+    assert ("fsync", os.stat(tmp_path).st_ino, True) in events[kinds.index("replace"):]  # the folder entry
+    assert torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(5))
+    assert [x.name for x in tmp_path.iterdir()] == ["ckpt.pt"]

@@ -1,4 +1,5 @@
-"""Atomic writes: an interrupted run never leaves a half-written file (tmp file + ``os.replace``)."""
+"""Atomic writes: an interrupted run never leaves a half-written file (tmp file ``.<name>.*.tmp``, fsync,
+``os.replace``, fsync of the folder)."""
 from __future__ import annotations
 
 import os
@@ -25,6 +26,36 @@ def _tmp_beside(path: Path) -> str:
     return tmp
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename in ``directory`` (best effort: not every OS can open a folder)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_tmp(directory: str | os.PathLike, names) -> list[Path]:
+    """Delete the temp files (``.<name>.*.tmp``) an interrupted atomic write of ``names`` left in ``directory``."""
+    d = Path(directory)
+    removed = []
+    if not d.is_dir():
+        return removed
+    for name in names:
+        for p in d.glob(f".{name}.*.tmp"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     tmp = _tmp_beside(path)
@@ -34,6 +65,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -48,8 +80,12 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = _tmp_beside(path)
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

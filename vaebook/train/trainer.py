@@ -6,12 +6,18 @@
 * Checkpoints (model, optimizer, scheduler, generator, iterator position, partial-epoch sums)
   every ``checkpoint_every`` steps and at the end; ``resume=True`` continues exactly — on CPU the
   resumed run ends with bit-identical parameters. Files load with ``torch.load(weights_only=True)``.
+  A resume refuses a changed setup (:data:`RESUME_MUST_MATCH` or the training data's content hash);
+  ``epochs`` / ``max_steps`` may grow (with a cosine schedule ``epochs`` is its period, so it must match).
+* A run cut by ``max_steps`` mid-epoch records that partial epoch in the history but leaves the epoch
+  open (no scheduler step, early stopping or best-model update), so a longer resume continues it.
+* Temp files left by a killed checkpoint save are deleted when a trainer starts on that folder.
 * A non-finite loss stops the run with :class:`NonFiniteLossError` naming the step, the loss
   terms and the last good checkpoint.
 * Logging reads device tensors only every ``log_every`` steps (no host sync per step on GPU).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,7 +29,10 @@ from typing import Callable, Optional
 import torch
 
 from vaebook.data.batching import BatchIterator
-from vaebook.io import atomic_write_text, atomic_torch_save
+from vaebook.io import atomic_write_text, atomic_torch_save, remove_stale_tmp
+
+RESUME_MUST_MATCH = ("lr", "batch_size", "weight_decay", "lr_schedule", "seed")
+_CKPT_FILES = ("checkpoint.pt", "best_model.pt", "model.pt", "history.json", "history.csv")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,6 +102,19 @@ class History:
         atomic_write_text(d / "history.csv", self.to_frame().to_csv(index=False))
 
 
+def tensor_digest(t: torch.Tensor) -> str:
+    """Content hash of a tensor: blake2b over shape, dtype and the raw bytes (read in 64 MiB pieces)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
+    flat = t.detach().reshape(-1)
+    if flat.numel():
+        raw = flat.contiguous().view(torch.uint8)
+        piece = 1 << 26
+        for i in range(0, raw.numel(), piece):
+            h.update(raw[i:i + piece].cpu().numpy())
+    return f"blake2b:{h.hexdigest()} shape {tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+
+
 def _to_float_batch(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     x = images.index_select(0, idx)
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x
@@ -136,6 +158,11 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         self.ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
         self.last_checkpoint: Optional[Path] = None
+        self.partial_open = False  # the last history record is an epoch cut short by max_steps
+        self.data_digest = None
+        if self.ckpt_dir is not None:
+            remove_stale_tmp(self.ckpt_dir, _CKPT_FILES)
+            self.data_digest = tensor_digest(train_images)
         self.nan_every = config.nan_check_every or (1 if self.device.type == "cpu" else config.log_every)
         if config.resume:
             self._try_resume()
@@ -163,6 +190,9 @@ class Trainer:
             "best_val": self.best_val,
             "bad_epochs": self.bad_epochs,
             "config": json.dumps(asdict(self.cfg)),
+            "data_digest": self.data_digest,
+            "partial_open": self.partial_open,
+            "epoch_elapsed_s": time.perf_counter() - self.epoch_t0,
         }
         atomic_torch_save(state, path)
         self.history.save(path.parent)
@@ -176,6 +206,7 @@ class Trainer:
         if not path.exists():
             return  # nothing to resume: start fresh
         state = torch.load(path, map_location=self.device, weights_only=True)
+        self._check_resumable(state, path)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         if self.sched is not None and state["scheduler"] is not None:
@@ -188,7 +219,22 @@ class Trainer:
         self.accum_n = int(state["accum_n"])
         self.history.epochs = json.loads(state["history"])
         self.best_val, self.bad_epochs = float(state["best_val"]), int(state["bad_epochs"])
+        self.partial_open = bool(state.get("partial_open", False))
+        self.epoch_t0 = time.perf_counter() - float(state.get("epoch_elapsed_s", 0.0))
         self.last_checkpoint = path
+
+    def _check_resumable(self, state: dict, path: Path) -> None:
+        """Raise ``ValueError`` naming every setting (and the training data) that differs from the checkpoint's."""
+        old, new = json.loads(state["config"]), asdict(self.cfg)
+        fields = list(RESUME_MUST_MATCH) + (["epochs"] if self.cfg.lr_schedule == "cosine" else [])
+        diffs = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in fields if k in old and old[k] != new[k]]
+        saved = state.get("data_digest")  # absent in checkpoints written before it was recorded
+        if saved is not None and saved != self.data_digest:
+            diffs.append(f"training data: {saved} -> {self.data_digest}")
+        if diffs:
+            raise ValueError(f"cannot resume from {path}: the run differs from the checkpoint's "
+                             f"({'; '.join(diffs)}). Delete {path} to start afresh, or restore the original "
+                             "setting(s).")
 
     # -- the loop -------------------------------------------------------------------------
     def _nonfinite(self, out) -> None:
@@ -237,20 +283,32 @@ class Trainer:
         self.model.train()
         return {k: v / n for k, v in sums.items()}
 
-    def _end_epoch(self, last_out) -> bool:
-        """Record the epoch; returns True when early stopping says stop."""
+    def _epoch_record(self, last_out) -> dict:
         rec = {"epoch": self.epoch + 1, "step": self.step, "time_s": time.perf_counter() - self.epoch_t0,
                "lr": self.opt.param_groups[0]["lr"]}
         rec.update({k: float(v) / max(1, self.accum_n) for k, v in self.accum.items()})
         if last_out is not None and last_out.sigma2 is not None:
             s2 = last_out.sigma2.float()
             rec.update({"sigma2_min": float(s2.min()), "sigma2_max": float(s2.max())})
+        if self.val_images is not None:
+            rec.update({f"val_{k}": v for k, v in self.evaluate(self.val_images).items()})
+        return rec
+
+    def _record_partial_epoch(self, last_out) -> None:
+        """Record an epoch cut short by ``max_steps`` without closing it (a longer resume continues it)."""
+        rec = self._epoch_record(last_out)
+        self.history.epochs.append(rec)
+        self.partial_open = True
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(rec)
+
+    def _end_epoch(self, last_out) -> bool:
+        """Record the epoch; returns True when early stopping says stop."""
+        rec = self._epoch_record(last_out)
         stop = False
         if self.val_images is not None:
-            val = self.evaluate(self.val_images)
-            rec.update({f"val_{k}": v for k, v in val.items()})
-            if val["loss"] < self.best_val - 1e-9:
-                self.best_val, self.bad_epochs = val["loss"], 0
+            if rec["val_loss"] < self.best_val - 1e-9:
+                self.best_val, self.bad_epochs = rec["val_loss"], 0
                 if self.ckpt_dir is not None:
                     atomic_torch_save(self.model.state_dict(), self.ckpt_dir / "best_model.pt")
             else:
@@ -281,6 +339,9 @@ class Trainer:
         last_out = None
         stopped = False
         while self.step < self.total_steps and self.epoch < cfg.epochs and not stopped:
+            if self.partial_open:  # training goes on: the record of the cut-short epoch is replaced
+                self.history.epochs.pop()
+                self.partial_open = False
             for idx in self.batches:  # the rest of the current epoch
                 last_out = self._train_step(idx)
                 if bar is not None:
@@ -292,10 +353,12 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
             epoch_complete = self.batches.position == 0 or self.batches.position >= spe
-            if epoch_complete or self.step >= self.total_steps:
+            if epoch_complete:
                 stopped = self._end_epoch(last_out)
-                if self.ckpt_dir is not None:
-                    self.save_checkpoint()
+            elif self.step >= self.total_steps:
+                self._record_partial_epoch(last_out)
+            if (epoch_complete or self.step >= self.total_steps) and self.ckpt_dir is not None:
+                self.save_checkpoint()
         if bar is not None:
             bar.close()
         if self.ckpt_dir is not None:
