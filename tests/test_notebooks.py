@@ -1,11 +1,6 @@
-"""The notebooks' parameters and the book's configuration (no execution: `make test` runs the smoke notebooks).
-
-* every notebook's first code cell is tagged ``parameters`` and holds the shared parameters, and its
-  defaults pass the section's validation;
-* bad values (unknown preset, negative epochs, unknown model/pattern/claim) raise ParameterError naming
-  the parameter and the allowed values;
-* ``_toc.yml`` lists every notebook, ``_config.yml`` never executes notebooks itself.
-"""
+"""The pages: every notebook of ``_toc.yml`` is a registered experiment whose parameters cell declares exactly
+the experiment's parameters, opens it through ``open_page``, and validates its defaults (no execution here:
+``make test`` runs every notebook at smoke). The notebook list exists once, in ``_toc.yml``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,17 +9,20 @@ import nbformat
 import pytest
 import yaml
 
-from vaebook.experiments.common import NOTEBOOKS, ParameterError
+from vaebook.lab.params import ParameterError
+from vaebook.lab.page import experiments
+from vaebook.lab.run_all import notebooks, parse_only
 
 REPO = Path(__file__).resolve().parents[1]
-MINE = ("theory", "smoothness", "noise_variance")
-SHARED_PARAMS = {"preset", "mode", "device", "seed", "data_root", "results_dir"}
+NAMES = notebooks()
+
+
+def _nb(name):
+    return nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
 
 
 def _parameters_cell(name: str) -> dict:
-    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code, f"{name}.ipynb has no code cell"
+    code = [c for c in _nb(name).cells if c.cell_type == "code"]
     first = code[0]
     assert "parameters" in first.metadata.get("tags", []), f"{name}.ipynb: first code cell is not tagged 'parameters'"
     ns: dict = {}
@@ -32,89 +30,44 @@ def _parameters_cell(name: str) -> dict:
     return ns
 
 
-def _section(name: str):
-    import importlib
-
-    mod = importlib.import_module(f"vaebook.experiments.{name}")
-    return mod
-
-
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if (REPO / "notebooks" / f"{n}.ipynb").is_file()])
-def test_parameters_cell_holds_shared_parameters(name):
-    ns = _parameters_cell(name)
-    assert SHARED_PARAMS <= set(ns), f"{name}: missing {SHARED_PARAMS - set(ns)}"
-    assert ns["mode"] == "report", "the default mode must be report (make book must not train)"
+def test_every_page_is_an_experiment_and_every_experiment_a_page():
+    exps = experiments()
+    assert NAMES and set(NAMES) == set(exps), (set(NAMES) ^ set(exps))
+    for n in NAMES:
+        assert (REPO / "notebooks" / f"{n}.ipynb").is_file()
 
 
-@pytest.mark.parametrize("name", MINE)
-def test_papermill_sees_every_parameter(name):
-    """papermill can only override what it parses (a '=' inside a trailing comment hides a parameter)."""
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_cell_declares_exactly_the_experiment_parameters(name):
     import papermill as pm
 
-    assert set(pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))) == set(_parameters_cell(name))
+    exp = experiments()[name]
+    ns = _parameters_cell(name)
+    assert set(ns) == set(exp.spec()), f"{name}: {set(ns) ^ set(exp.spec())}"
+    assert set(pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))) == set(ns)
+    assert ns["mode"] == "report", "the default mode must be report (make book must not train)"
+    p = exp.resolve(ns)
+    assert p["preset"] == list(exp.presets)[0]
 
 
-@pytest.mark.parametrize("name", MINE)
-def test_default_parameters_validate(name):
-    p = _section(name).resolve(_parameters_cell(name))
-    assert p["preset"] == "smoke" and p["mode"] == "report"
+@pytest.mark.parametrize("name", NAMES)
+def test_page_opens_its_experiment(name):
+    code = [c for c in _nb(name).cells if c.cell_type == "code"]
+    assert f'open_page("{name}", globals())' in code[1].source
 
 
-@pytest.mark.parametrize("name", MINE)
-@pytest.mark.parametrize("bad, param, allowed", [
-    ({"preset": "large"}, "'preset'", "'smoke', 'medium', 'full'"),
-    ({"epochs": -3}, "'epochs'", ">= 1"),
-    ({"mode": "train"}, "'mode'", "'report', 'compute'"),
-])
-def test_bad_shared_parameters(name, bad, param, allowed):
-    params = {**_parameters_cell(name), **bad}
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad, param", [({"preset": "large"}, "'preset'"), ({"epochs": -3}, "'epochs'"),
+                                        ({"mode": "train"}, "'mode'"), ({"epoch": 3}, "epoch")])
+def test_bad_shared_parameters(name, bad, param):
     with pytest.raises(ParameterError) as e:
-        _section(name).resolve(params)
-    assert param in str(e.value) and allowed in str(e.value)
-
-
-def test_section_specific_parameters():
-    nv, sm, th = _section("noise_variance"), _section("smoothness"), _section("theory")
-    base = {"preset": "smoke"}
-    with pytest.raises(ParameterError, match=r"'models\[0\]'.*'iso-i', 'diag-i', 'iso-d', 'diag-d'"):
-        nv.resolve({**base, "models": ["iso-x"]})
-    with pytest.raises(ParameterError, match=r"'patterns\[0\]'.*'spatial-conditional'"):
-        nv.resolve({**base, "patterns": ["diagonal"]})
-    with pytest.raises(ParameterError, match=r"'s_x2\[0\]'.*> 0.0"):
-        nv.resolve({**base, "s_x2": [0.0]})
-    with pytest.raises(ParameterError, match=r"'encodings\[0\]'.*'stochastic', 'deterministic'"):
-        sm.resolve({**base, "encodings": ["random"]})
-    with pytest.raises(ParameterError, match=r"'sigma_x2_log10\[0\]'"):
-        sm.resolve({**base, "sigma_x2_log10": [5.0]})
-    with pytest.raises(ParameterError, match=r"'claims\[0\]'.*theorem2_small_sigma_x"):
-        th.resolve({**base, "claims": ["theorem9"]})
-    with pytest.raises(ParameterError, match="unknown parameter"):
-        sm.resolve({**base, "sigma_x": [0.0]})
-
-
-def test_preset_knobs_filled_and_overridable():
-    sm, nv = _section("smoothness"), _section("noise_variance")
-    med = sm.resolve({"preset": "medium"})
-    # medium: every other σx² of Table 1's grid (both ends kept), both encodings
-    assert med["sigma_x2_log10"] == list(sm.SIGMA_X2_GRID[::2]) and med["encodings"] == ["stochastic", "deterministic"]
-    assert med["sigma_x2_log10"][0] == 0.0 and med["sigma_x2_log10"][-1] == -1.0
-    full = sm.resolve({"preset": "full"})
-    assert full["sigma_z2_log10"] == list(sm.SIGMA_Z2_GRID) and full["sigma_z2_lr_factor"] == 1.0
-    assert full["n_train"] is None  # the whole training set
-    assert sm.resolve({"preset": "medium", "sigma_x2_log10": [0.0, -1.0]})["sigma_x2_log10"] == [0.0, -1.0]
-    assert nv.resolve({"preset": "full"})["patterns"] == list(nv.PATTERNS)
-    assert sm._config(sm.resolve({"preset": "full"})).epochs == 200  # Section 4: 200 epochs
-    assert sm._config(sm.resolve({"preset": "full"})).lr == 1e-3  # the paper's lr at full
-    assert nv._config(nv.resolve({"preset": "full"})).lr == 1e-3
-    assert nv._config(nv.resolve({"preset": "full"})).epochs == 100  # Section 6 MNIST: 100 epochs
-    assert sm._config(sm.resolve({"preset": "medium", "epochs": 5})).epochs == 5
+        experiments()[name].resolve({**_parameters_cell(name), **bad})
+    assert param in str(e.value)
 
 
 def test_run_all_rejects_unknown_notebook():
-    from vaebook.experiments.run_all import parse_only
-
-    assert parse_only("theory, nll") == ["theory", "nll"]
-    assert parse_only(None) == list(NOTEBOOKS)
+    assert parse_only(f"{NAMES[0]}, {NAMES[-1]}") == [NAMES[0], NAMES[-1]]
+    assert parse_only(None) == NAMES
     with pytest.raises(ParameterError, match="'smoothnes'"):
         parse_only("smoothnes")
 
@@ -124,17 +77,16 @@ def test_book_configuration():
     assert cfg["execute"]["execute_notebooks"] == "off"
     assert cfg["only_build_toc_files"] is True
     assert {".venv", "results", "_build"} <= set(cfg["exclude_patterns"])
-    from vaebook.experiments.build_book import _toc_files
+    from vaebook.lab.build_book import _toc_files
 
     files = _toc_files(yaml.safe_load((REPO / "_toc.yml").read_text()))
-    assert {f"notebooks/{n}" for n in NOTEBOOKS} <= set(files)
     for f in files:
         if f.startswith("book/"):
             assert any((REPO / f"{f}{ext}").is_file() for ext in (".md", ".ipynb")), f
 
 
 def test_drop_from_toc():
-    from vaebook.experiments.build_book import _drop_from_toc, _toc_files
+    from vaebook.lab.build_book import _drop_from_toc, _toc_files
 
     toc = {"format": "jb-book", "root": "book/intro",
            "parts": [{"caption": "A", "chapters": [{"file": "notebooks/a"}, {"file": "notebooks/b"}]},

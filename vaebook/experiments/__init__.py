@@ -1,10 +1,4 @@
-"""Section drivers (one per notebook) and the shared results/parameters machinery (:mod:`.common`).
-
-Each ``vaebook.experiments.<notebook>`` module exposes ``PARAMS`` (the notebook's parameter spec) and
-``run(params) -> Run``; notebooks call them in compute mode and read ``results/`` in report mode.
-"""
-from vaebook.experiments.common import (COMMON_PARAMS, NOTEBOOKS, ParameterError, ParamSpec, Run, latest_results,
-                                        provenance_label, validate_params, verdict)
-
-__all__ = ["COMMON_PARAMS", "NOTEBOOKS", "ParameterError", "ParamSpec", "Run", "latest_results", "provenance_label",
-           "validate_params", "verdict"]
+"""One file per table of the paper, each holding only that table's science (which models, datasets and
+scales; how to evaluate one unit; which claims it checks; which figures). Each module defines
+``EXPERIMENT`` (or ``EXPERIMENTS``), an instance of :class:`vaebook.lab.Experiment`; the runtime
+(:mod:`vaebook.lab`) runs them and the page of the same name shows them."""

@@ -62,10 +62,11 @@ _CACHE: dict = {}
 
 
 def _take(x, n):
-    return x if (x is None or n is None) else x[:n]
+    """The first ``n`` items as their own storage (a view would keep the whole split in memory)."""
+    return x if (x is None or n is None or n >= len(x)) else x[:n].clone()
 
 
-def load_data(dataset: str, n_train: Optional[int], n_test: Optional[int], root=None, seed: int = 0,
+def load_data(dataset: str, n_train: Optional[int], n_test: Optional[int], root=None, stand_in_seed: int = 0,
               allow_stand_in: bool = False, **variant) -> ExperimentData:
     """The first ``n_train``/``n_test`` images (file order; ``None`` = all) of a registered dataset.
 
@@ -75,7 +76,7 @@ def load_data(dataset: str, n_train: Optional[int], n_test: Optional[int], root=
     from vaebook.data import EmptyImageFolderError, MissingDataError, dataset_spec
 
     spec = dataset_spec(dataset)
-    key = (dataset, n_train, n_test, str(root), seed, allow_stand_in, tuple(sorted(variant.items())))
+    key = (dataset, n_train, n_test, str(root), stand_in_seed, allow_stand_in, tuple(sorted(variant.items())))
     if key in _CACHE:
         return _CACHE[key]
     source = "real"
@@ -86,7 +87,7 @@ def load_data(dataset: str, n_train: Optional[int], n_test: Optional[int], root=
         if not (allow_stand_in and spec.stand_in):
             raise
         nt, ne = n_train or 16, n_test or 4
-        x = spec.stand_in(nt + ne, seed)
+        x = spec.stand_in(nt + ne, stand_in_seed)
         xtr, xte, ytr, yte = x[:nt], x[nt:], None, None
         source = f"generated stand-in images, not {spec.label} ({type(e).__name__})"
     if n_train is not None and n_train > len(xtr):

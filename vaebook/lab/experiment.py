@@ -98,8 +98,22 @@ class Experiment:
         """The largest-scale complete results of this experiment (None when there are none)."""
         return find_results(results_dir, self.name, tuple(reversed(list(self.presets))), self.smoke_presets)
 
+    def eval_key(self, unit: "Unit", p: dict) -> dict:
+        """The parameters a unit's evaluation depends on (its cache key); default: all but mode, device and paths.
+        Override to name fewer, so that e.g. adding a value to a sweep does not re-evaluate the other units."""
+        return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root")}
+
     def source_hash(self) -> str:
-        return hashlib.blake2b(inspect.getsource(type(self)).encode(), digest_size=6).hexdigest()
+        """Hash of the experiment's module and of the evaluation code it may call (metrics, samplers, lab)."""
+        import sys
+
+        root = Path(__file__).resolve().parents[1]
+        h = hashlib.blake2b(digest_size=8)
+        h.update(inspect.getsource(sys.modules[type(self).__module__]).encode())
+        for pkg in ("metrics", "posterior", "lab", "theory"):
+            for f in sorted((root / pkg).rglob("*.py")):
+                h.update(f.read_bytes())
+        return h.hexdigest()
 
 
 @dataclass
@@ -140,8 +154,7 @@ class Context:
 
 
 def _unit_key(exp: Experiment, unit: Unit, p: dict, ctx: Context) -> str:
-    skip = {"mode", "device", "results_dir", "data_root"}
-    payload = {"unit": unit.id, "info": jsonable(unit.meta), "p": jsonable({k: v for k, v in p.items() if k not in skip}),
+    payload = {"unit": unit.id, "info": jsonable(unit.meta), "p": jsonable(exp.eval_key(unit, p)),
                "jobs": [repr(j) for j in unit.jobs], "code": code_version(), "exp": exp.source_hash()}
     return hashlib.blake2b(json.dumps(payload, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
 

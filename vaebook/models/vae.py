@@ -92,13 +92,16 @@ class Section4VAE(GenerativeModel):
     ``sigma_z2_init``), a positive float (fixed, Table E.8), or ``0`` (deterministic encoding: z = μφ(x),
     no KL term is defined, the L2 term ‖μφ(x)‖²/2 of the KL is kept so the latent scale stays anchored).
     ``sigma_x2``: a positive float (fixed, Table 1) or ``"mle"`` (Iso-I MLE, Table E.8).
+    ``sigma_z2_lr_factor``: learning-rate multiplier of a learned log σz² (a short-budget choice of the
+    ``medium`` preset of the smoothness experiment, not the paper's); when it is not 1 the model has a
+    ``param_groups(lr, weight_decay)`` method, which the trainer uses for per-group Adam settings.
     Networks: Appendix D.1 (no batch-norm), encoder outputs only the mean.
     """
 
     has_likelihood = True
 
     def __init__(self, arch: str = "d1", d_z: Optional[int] = None, sigma_x2="mle", sigma_z2="learned",
-                 sigma_z2_init: float = 1.0):
+                 sigma_z2_init: float = 1.0, sigma_z2_lr_factor: float = 1.0):
         super().__init__()
         spec = ARCHITECTURES[arch]
         self.arch, self.x_shape = arch, spec.image_shape
@@ -120,6 +123,18 @@ class Section4VAE(GenerativeModel):
             self.deterministic = sz == 0.0
             self.register_buffer("log_sigma_z2", torch.tensor(math.log(sz) if sz > 0 else -math.inf))
         self.stochastic_encoder = not self.deterministic
+        if not float(sigma_z2_lr_factor) > 0:
+            raise ValueError(f"sigma_z2_lr_factor must be positive, got {sigma_z2_lr_factor!r}")
+        self.sigma_z2_lr_factor = float(sigma_z2_lr_factor)
+        if sigma_z2 == "learned" and self.sigma_z2_lr_factor != 1.0:
+            # only then: a model with ``param_groups`` is trained on its own, never in a batched (vmap) group
+            self.param_groups = self._sigma_z2_param_groups
+
+    def _sigma_z2_param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Adam groups: every weight at ``lr``; log σz² alone at ``sigma_z2_lr_factor``·lr, no weight decay."""
+        rest = [q for n, q in self.named_parameters() if n != "log_sigma_z2"]
+        return [{"params": rest, "lr": lr, "weight_decay": weight_decay},
+                {"params": [self.log_sigma_z2], "lr": lr * self.sigma_z2_lr_factor, "weight_decay": 0.0}]
 
     @property
     def sigma_z2(self) -> torch.Tensor:

@@ -1,0 +1,279 @@
+"""Section 4 (Table 1, Table E.8): verdict rules, the σz² learning rate, presets, parameters, and the
+experiment end to end at smoke (real MNIST; skipped when the data folder is absent)."""
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from vaebook import lab
+from vaebook.experiments import smoothness as sm
+from vaebook.lab.compare import VERDICTS
+from vaebook.lab.params import ParameterError
+
+REPO = Path(__file__).resolve().parents[1]
+EXP = sm.EXPERIMENT
+
+
+def _paper(wide: pd.DataFrame, table: str) -> pd.DataFrame:
+    """A made-up paper table (wide, like the CSVs) as long rows."""
+    key = sm.KEY[table]
+    return pd.DataFrame([{"row": sm.row_key(table, r[key]), "dataset": sm.DATASET, "metric": c, "paper": r[c],
+                          key: r[key]} for _, r in wide.iterrows() for c in wide.columns if c != key])
+
+
+def _records(wide: pd.DataFrame, table: str) -> list:
+    """Unit records (one per model) from a wide frame of ours (``det_`` columns: the deterministic model)."""
+    key, out = sm.KEY[table], []
+    for _, r in wide.iterrows():
+        for enc, pre in (("stochastic", ""), ("deterministic", "det_")):
+            vals = {c[len(pre):]: r[c] for c in wide.columns if c != key and c.startswith(pre)
+                    and (pre or not c.startswith("det_"))}
+            if vals:
+                out.append({"table": table, "log10": r[key], "encoding": enc, **vals})
+    return out
+
+
+def _compare(paper, ours, table, collapse_rows=None, mi_cap=None):
+    return sm.compare_table(sm.ours_long(_records(ours, table), table), _paper(paper, table), table, mi_cap,
+                            collapse_rows)
+
+
+# --- verdict rules ----------------------------------------------------------------------------------
+def test_compare_trend_and_collapse_rules():
+    key = [0.0, -0.3, -0.6, -1.0]
+    paper = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.0, 10.0, 15.0, 20.0], "mi": [0.03, 15.0, 30.0, 50.0],
+                          "els": [1e-3, 5.0, 8.0, 10.0], "mse": [52.0, 20.0, 15.0, 12.0]})
+    ours = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.2, 3.0, 3.5, 4.0], "mi": [2.0, 5.0, 5.5, 6.0],
+                         "els": [9.0, 5.0, 3.0, 1.0], "mse": [20.0, 19.0, 17.0, 13.0]})
+    t = _compare(paper, ours, "table1", collapse_rows=(0.0,), mi_cap=math.log(2000))
+    assert list(t.columns) == ["dataset", "row", "log10_sigma_x2", "metric", "paper", "ours", "verdict", "reason"]
+    v = {(r.metric, r.log10_sigma_x2): r.verdict for r in t.itertuples()}
+    assert v[("kl", 0.0)] == "match"  # 0.2 nats within the ±0.5 collapse tolerance
+    assert v[("mi", 0.0)] == "differs"  # collapse row: the trend can not excuse a missing collapse
+    assert v[("mse", 0.0)] == "differs"  # ours did not reach the mean image; the column's trend does not excuse it
+    assert v[("kl", -1.0)] == "trend holds" and v[("mi", -1.0)] == "trend holds"  # same ranks, other values
+    assert v[("mse", -0.6)] == "trend holds" and v[("mse", -0.3)] == "match"
+    assert v[("els", -0.3)] == "match" and v[("els", -1.0)] == "differs"  # reversed column
+    mi_reason = t[(t.metric == "mi") & (t.log10_sigma_x2 == -1.0)].reason.iloc[0]
+    assert "exceeds ln 10,000" in mi_reason
+    assert set(t["verdict"]) <= set(VERDICTS)
+    # the deterministic encoder does not collapse: its collapse-row cell is excused by the column's trend
+    t = _compare(paper[["log10_sigma_x2"]].assign(det_mse=[5.9, 5.7, 5.4, 5.3]),
+                 ours[["log10_sigma_x2"]].assign(det_mse=[14.0, 13.0, 12.5, 12.0]), "table1", collapse_rows=(0.0,))
+    assert set(t.verdict) == {"trend holds"}
+
+
+def test_compare_collapse_without_kl_collapse():
+    """Table E.8: the paper's collapsed rows keep KL ≈ 27 nats; they are compared by value, not to 0,
+    and the collapse row does not enter the trend of the other rows."""
+    key = [1.0, 0.5, 0.0, -0.5, -1.0]
+    paper = pd.DataFrame({"log10_sigma_z2": key, "kl": [26.8, 132.0, 112.0, 88.0, 66.0]})
+    ours = pd.DataFrame({"log10_sigma_z2": key, "kl": [97.0, 73.0, 61.0, 46.0, 33.0]})
+    t = _compare(paper, ours, "tableE8", collapse_rows=(1.0,))
+    v = {r.log10_sigma_z2: (r.verdict, r.reason) for r in t.itertuples()}
+    assert v[1.0][0] == "differs" and "≈ 0" not in v[1.0][1]
+    assert all(v[k][0] == "trend holds" for k in key[1:])  # ρ = 1 over the non-collapse rows
+    t = _compare(paper, ours.assign(kl=[97.0, 30.0, 30.0, 30.0, 30.0]), "tableE8", collapse_rows=(1.0,))
+    assert set(t.verdict) == {"differs"}  # a constant column has no trend
+    t = _compare(paper, ours.assign(kl=[28.0, 73.0, 61.0, 46.0, 33.0]), "tableE8", collapse_rows=(1.0,))
+    assert t.verdict.iloc[0] == "match"  # 28 vs 26.8 is within 10 %
+
+
+def test_compare_long_rows_not_run_ours_only_and_did_not_train():
+    """Paper rows we did not run have no verdict; a value the paper does not print is 'ours only'; the cells
+    of a model that did not train are 'did not train' (never scored) and stay out of the column's trend."""
+    recs = [{"table": "table1", "log10": lx, "encoding": "stochastic", "mse": m, "kl": 5.0}
+            for lx, m in ((-0.2, 20.0), (-0.4, 16.0), (-0.6, 14.0))]
+    recs.append({"table": "table1", "log10": -0.8, "encoding": "stochastic", "failed": "did not train: nan loss"})
+    recs.append({"table": "table1", "log10": -0.25, "encoding": "stochastic", "mse": 18.0})  # off the paper's grid
+    t = sm.compare_table(sm.ours_long(recs, "table1"), sm.paper_long("table1"), "table1", math.log(2000))
+    by = {(r.row, r.metric): r for r in t.itertuples()}
+    assert by[("sx-0.8", "mse")].verdict == "did not train" and "nan loss" in by[("sx-0.8", "mse")].reason
+    assert by[("sx-0.8", "det_mse")].verdict is None or pd.isna(by[("sx-0.8", "det_mse")].verdict)
+    assert by[("sx-0.25", "mse")].verdict == "ours only"
+    assert pd.isna(by[("sx-0.1", "mse")].verdict)  # not run
+    assert by[("sx-0.2", "mse")].verdict == "trend holds"  # ρ over the three trained rows, not the failed one
+    assert "over 3 rows" in by[("sx-0.2", "mse")].reason
+    assert len(t) == 11 * 12 + 1  # every paper cell of Table 1 plus the one of ours only
+
+
+def test_committed_medium_results_keep_their_verdicts():
+    """The migrated results/medium/smoothness tables are what this code computes from the stored records."""
+    d = REPO / "results" / "medium" / "smoothness"
+    if not (d / "provenance.json").is_file():
+        pytest.skip("no committed medium results")
+    m = json.loads((d / "metrics.json").read_text())
+    for table, counts in (("table1", {"trend holds": 50, "differs": 22}),
+                          ("tableE8", {"match": 12, "trend holds": 12, "differs": 6})):
+        old = pd.read_csv(d / f"{table}.csv")
+        new = sm.compare_table(sm.ours_long(m["records"], table), sm.paper_long(table), table, m["mi_cap_ln_batch"])
+        assert old["verdict"].value_counts().to_dict() == counts
+        assert list(old.columns) == list(new.columns)
+        assert old["verdict"].fillna("").tolist() == new["verdict"].fillna("").tolist()
+        assert old["reason"].tolist() == new["reason"].tolist()
+        pd.testing.assert_series_equal(old["ours"], new["ours"], check_exact=True)
+        pd.testing.assert_frame_equal(pd.read_csv(d / f"ours_{table}.csv"), sm.wide_tables(m["records"])[table],
+                                      check_exact=True)
+    res = lab.load_results(d)
+    s = EXP.summary(res)
+    assert s["sm_t1_verdicts"].startswith("50 trend holds · 22 differs")
+    assert s["sm_e8_verdicts"].startswith("12 match · 12 trend holds · 6 differs")
+    assert s["sm_n_train"] == "4096" and s["sm_steps"] == "768"
+
+
+# --- the σz² learning rate: a model builder argument ----------------------------------------------------
+def test_sigma_z2_gets_its_own_learning_rate():
+    from vaebook.models import build_model
+    from vaebook.train import TrainConfig, Trainer
+
+    m = build_model("section4-vae", "d1", sigma_x2=0.5, sigma_z2="learned", sigma_z2_lr_factor=30.0)
+    tr = Trainer(m, torch.rand(64, 1, 28, 28), TrainConfig(epochs=1, lr=1e-3, device="cpu"))
+    groups = tr.opt.param_groups
+    assert len(groups) == 2
+    sz = [g for g in groups if any(p is m.log_sigma_z2 for p in g["params"])]
+    assert len(sz) == 1 and len(sz[0]["params"]) == 1 and sz[0]["lr"] == pytest.approx(3e-2)
+    n_rest = sum(len(g["params"]) for g in groups if g is not sz[0])
+    assert n_rest == len(list(m.parameters())) - 1
+    det = build_model("section4-vae", "d1", sigma_x2=0.5, sigma_z2=0.0, sigma_z2_lr_factor=30.0)
+    assert not hasattr(det, "param_groups")  # no σz² parameter to speed up
+    assert not hasattr(build_model("section4-vae", "d1", sigma_x2=0.5), "param_groups")  # factor 1: batchable
+    with pytest.raises(ValueError, match="sigma_z2_lr_factor"):
+        build_model("section4-vae", "d1", sigma_z2_lr_factor=0.0)
+
+
+# --- presets, plan, parameters --------------------------------------------------------------------------
+def _ctx(**params):
+    return lab.Context(EXP, EXP.resolve({"device": "cpu", **params}))
+
+
+def test_presets_and_plan():
+    med = EXP.resolve({"preset": "medium"})
+    # medium: every other σx² of Table 1's grid (both ends kept), both encodings, the committed settings
+    assert med["sigma_x2_log10"] == list(sm.SIGMA_X2_GRID[::2]) and med["encodings"] == ["stochastic", "deterministic"]
+    assert med["sigma_x2_log10"][0] == 0.0 and med["sigma_x2_log10"][-1] == -1.0
+    assert med["sigma_z2_log10"] == [1.0, 0.5, 0.0, -0.5, -1.0]
+    assert (med["lr"], med["epochs"], med["n_train"], med["sigma_z2_lr_factor"]) == (1e-3, 12, 4096, 10.0)
+    full = EXP.resolve({"preset": "full"})
+    assert full["sigma_z2_log10"] == list(sm.SIGMA_Z2_GRID) and full["sigma_z2_lr_factor"] == 1.0
+    assert full["n_train"] is None and full["epochs"] == 200 and full["lr"] == 1e-3  # Section 4: 200 epochs
+    assert EXP.resolve({"preset": "medium", "sigma_x2_log10": [0.0, -1.0]})["sigma_x2_log10"] == [0.0, -1.0]
+    assert EXP.resolve({"preset": "medium", "epochs": 5})["epochs"] == 5
+
+    units = EXP.plan(_ctx(preset="medium"))
+    assert len(units) == 6 * 2 + 5 and len({j for u in units for j in u.jobs}) == 17
+    by = {u.id: u for u in units}
+    st, det = by["table1_sx-0.4_stochastic"], by["table1_sx-0.4_deterministic"]
+    job = st.jobs[0]
+    assert (job.model, job.dataset) == ("section4-vae", "mnist-d1")
+    assert dict(job.model_kwargs)["sigma_z2_lr_factor"] == 10.0 and dict(job.model_kwargs)["sigma_z2"] == "learned"
+    assert job.train_dict == {"epochs": 12, "lr": 1e-3, "batch_size": 64} and dict(job.variant) == {"n_train": 4096}
+    assert det.jobs[1] == job and dict(det.jobs[0].model_kwargs)["sigma_z2"] == 0.0  # the sibling gives the MI kernel
+    assert "sigma_z2_lr_factor" not in dict(det.jobs[0].model_kwargs)
+    e8 = by["tableE8_sz0.5"].jobs[0]
+    assert dict(e8.model_kwargs)["sigma_x2"] == "mle" and dict(e8.model_kwargs)["sigma_z2"] == pytest.approx(10 ** 0.5)
+    assert "sigma_z2_lr_factor" not in dict(e8.model_kwargs)
+    assert by["table1_sx0.0_stochastic"].meta["decodes"] and not by["table1_sx-0.4_stochastic"].meta["decodes"]
+    # the full preset uses the paper's settings: no σz² learning-rate factor in any model's key
+    full_units = EXP.plan(_ctx(preset="full"))
+    assert len(full_units) == 11 * 2 + 21
+    assert all("sigma_z2_lr_factor" not in dict(j.model_kwargs) for u in full_units for j in u.jobs)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"encodings": ["random"]}, r"'encodings\[0\]'.*'stochastic', 'deterministic'"),
+    ({"sigma_x2_log10": [5.0]}, r"'sigma_x2_log10\[0\]'"),
+    ({"sigma_x": [0.0]}, "unknown parameter"),
+    ({"sigma_z2_log10": [0.5, 0.5]}, r"'sigma_z2_log10'.*more than once"),
+    ({"encodings": ["stochastic", "stochastic"]}, r"'encodings'.*more than once"),
+    ({"n_train": 10**6}, r"'n_train'.*<= 60000"),
+    ({"tables": []}, r"'tables' is an empty list"),
+    ({"preset": "large"}, r"'preset'.*'smoke', 'medium', 'full'"),
+    ({"epochs": -3}, r"'epochs'.*>= 1"),
+])
+def test_bad_parameters_refused_before_anything_is_written(tmp_path, bad, match):
+    with pytest.raises(ParameterError, match=match):
+        lab.run(EXP, {"preset": "smoke", "results_dir": str(tmp_path / "r"), "device": "cpu", **bad})
+    assert not (tmp_path / "r").exists()
+
+
+def test_notebook_parameters_and_glue_keys():
+    nb = json.loads((REPO / "notebooks" / "smoothness.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"]["tags"]
+    ns: dict = {}
+    exec("".join(code[0]["source"]), {}, ns)
+    assert set(ns) == set(EXP.spec()) and ns["mode"] == "report"
+    p = EXP.resolve(ns)
+    assert p["preset"] == "smoke"
+    prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    keys = set(re.findall(r"\{glue:text\}`([^`]+)`", prose))
+    assert keys and keys <= set(EXP.summary(None))
+    pm = pytest.importorskip("papermill")
+    assert set(pm.inspect_notebook(str(REPO / "notebooks" / "smoothness.ipynb"))) == set(ns)
+
+
+# --- end to end at smoke --------------------------------------------------------------------------------
+def test_smoke_end_to_end(tmp_path, data_root):
+    params = {"preset": "smoke", "results_dir": str(tmp_path), "device": "cpu", "data_root": str(data_root)}
+    r = lab.run(EXP, params, log=lambda *_: None)
+    d = r.final_dir
+    cols = ["dataset", "row", "metric", "paper", "ours", "verdict", "reason", "printed"]
+    t1, e8 = pd.read_csv(d / "table1.csv"), pd.read_csv(d / "tableE8.csv")
+    assert set(cols + ["log10_sigma_x2"]) <= set(t1.columns) and set(cols + ["log10_sigma_z2"]) <= set(e8.columns)
+    assert len(t1) == 11 * 12 and len(e8) == 21 * 6  # every paper cell (those not run have no verdict)
+    ran1 = t1[t1["verdict"].notna()]
+    assert len(ran1) == 2 * 12 and set(ran1["row"]) == {"sx0.0", "sx-1.0"}
+    assert set(ran1["verdict"]) <= set(VERDICTS) and ran1["ours"].notna().all()
+    assert e8["verdict"].notna().sum() == 6 and set(e8["verdict"].dropna()) <= set(VERDICTS)
+    w1 = pd.read_csv(d / "ours_table1.csv")
+    assert list(w1["log10_sigma_x2"]) == [0.0, -1.0] and {"mse", "kl", "sigma_z2", "det_mse", "det_els"} <= set(w1)
+    assert len(pd.read_csv(d / "ours_tableE8.csv")) == 1
+    assert {p.name for p in d.glob("*.png")} == {"figD3_perturbed_decodes.png", "figD4_tsne.png"}  # few t-SNE
+    m = json.loads((d / "metrics.json").read_text())
+    det = next(x for x in m["records"] if x["encoding"] == "deterministic" and x["log10"] == 0.0)
+    st = next(x for x in m["records"] if x["encoding"] == "stochastic" and x["log10"] == 0.0)
+    assert det["det_mi_kernel_sigma_z2"] == pytest.approx(st["sigma_z2"])  # the sibling's learned σz²
+    assert m["n_train"] == 128 and max(x["steps"] for x in m["records"]) == 2
+    s = EXP.summary(lab.load_results(d))
+    assert s["sm_n_train"] == "128" and s["sm_x_hi"] == "1" and s["sm_x_lo"] == "0.1"
+    assert all(v != "n/a" for k, v in s.items() if k not in ("sm_sz_rho",)), s  # 2 rows: no rank correlation
+    # a re-run trains nothing and evaluates nothing (models from the zoo, units from the cache)
+    lines = []
+    lab.run(EXP, params, log=lines.append)
+    assert not any("training" in x or re.search(r"\] \d+/\d+ ", x) for x in lines), lines
+
+
+def test_a_diverging_model_does_not_abort_the_sweep(tmp_path, data_root, monkeypatch):
+    """The stochastic model diverges: its cells read 'did not train'; the deterministic model at the same σx²
+    is still evaluated (its MI kernel falls back to 1e-2, and the reason says so)."""
+    import vaebook.train as train
+    from vaebook.train import NonFiniteLossError
+
+    real_fit = train.fit
+
+    def fit(model, *a, **kw):
+        if not getattr(model, "deterministic", True):
+            raise NonFiniteLossError("loss became nan at step 1")
+        return real_fit(model, *a, **kw)
+
+    monkeypatch.setattr(train, "fit", fit)
+    r = lab.run(EXP, {"preset": "smoke", "results_dir": str(tmp_path), "device": "cpu", "data_root": str(data_root),
+                      "tables": ["table1"], "sigma_x2_log10": [0.0]}, log=lambda *_: None)
+    t = pd.read_csv(r.final_dir / "table1.csv")
+    ran = t[t["row"] == "sx0.0"].set_index("metric")
+    stoch = [c for c in sm.COLUMNS["table1"] if not c.startswith("det_")]
+    assert (ran.loc[stoch, "verdict"] == "did not train").all()
+    assert ran.loc[stoch, "reason"].str.contains("did not train").all()
+    dets = [c for c in sm.COLUMNS["table1"] if c.startswith("det_")]
+    assert ran.loc[dets, "verdict"].isin(["match", "trend holds", "differs"]).all()
+    assert "kernel σz² = 0.01" in ran.loc["det_mi", "reason"]
+    m = json.loads((r.final_dir / "metrics.json").read_text())
+    assert list(m["did_not_train"]) == ["table1_sx0.0_stochastic"]
+    w = pd.read_csv(r.final_dir / "ours_table1.csv")
+    assert "did not train" in w.loc[0, "failed"] and pd.notna(w.loc[0, "det_mse"])
+    assert (r.final_dir / "figD3_perturbed_decodes.png").is_file()  # the deterministic panel alone
+    assert "did not train" in EXP.summary(lab.load_results(r.final_dir))["sm_t1_verdicts"]
