@@ -218,28 +218,23 @@ def test_fast_path_defaults_match_fit():
         torch.testing.assert_close(m2.state_dict()[name], t, rtol=0, atol=1e-9)
 
 
-def test_experiments_train_many_batched_path_equals_plain_path():
-    """``vaebook.experiments.common.train_many(batched=True)`` (the CUDA default) trains the same
-    models as its plain loop and still reports every model to ``on_done`` in input order."""
-    from vaebook.experiments.common import train_many as exp_train_many
+def test_zoo_batched_path_equals_plain_path(tmp_path):
+    """The model zoo's batched training (the CUDA default: ``torch.func.vmap``) gives the same models as its
+    one-by-one loop, and each model is cached either way."""
+    from vaebook.lab.zoo import Job, Zoo
 
-    x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    models = []
-    for k, s2 in enumerate([0.1, 2.0]):
-        torch.manual_seed(20 + k)
-        models.append(Section4VAE("d1", sigma_x2=s2, sigma_z2=0.3).double())
-    cfgs = _configs()[:2]
-    plain = [copy.deepcopy(m) for m in models]
-    seen_plain, seen_batched = [], []
-    h_plain = exp_train_many(plain, x, cfgs, on_done=lambda i, m, h: seen_plain.append((i, m)), batched=False)
-    h_batched = exp_train_many(models, x, cfgs, on_done=lambda i, m, h: seen_batched.append((i, m)), batched=True)
-    assert [i for i, _ in seen_batched] == [i for i, _ in seen_plain] == [0, 1]
-    assert all(m is models[i] for i, m in seen_batched)
-    for a, b, ha, hb in zip(plain, models, h_plain, h_batched):
-        assert hb.epochs[-1]["loss"] == pytest.approx(ha.epochs[-1]["loss"], rel=1e-9)
-        torch.testing.assert_close(b.state_dict(), a.state_dict(), rtol=0, atol=1e-7)
-    assert h_plain[0].epochs[-1]["loss"] != pytest.approx(h_plain[1].epochs[-1]["loss"], rel=1e-6)
-    # a validation set is a per-run feature: batched=True falls back to the plain loop (no error)
-    v = x[:8]
-    (h_val,) = exp_train_many([copy.deepcopy(plain[0])], x, cfgs[0], val_data=v, batched=True)
-    assert all("val_loss" in rec for rec in h_val.epochs)
+    x = torch.rand(N, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    train = dict(epochs=1, batch_size=8, lr=1e-3, max_steps=4)
+    jobs = [Job.make("section4-vae", "mnist-d1", train, seed=0, model_kwargs={"sigma_x2": s2, "sigma_z2": 0.3})
+            for s2 in (0.1, 2.0)]
+    plain = Zoo(tmp_path / "plain", lambda j: x, "cpu", log=None).train(jobs, batched=False)
+    batched = Zoo(tmp_path / "batched", lambda j: x, "cpu", log=None).train(jobs, batched=True)
+    for j in jobs:
+        a, b = plain[j], batched[j]
+        assert a.ok and b.ok and not a.from_cache and not b.from_cache
+        assert b.history[-1]["loss"] == pytest.approx(a.history[-1]["loss"], rel=1e-4)
+        # float32 + vmap: gradients agree to rounding; Adam turns that into at most one lr step (1e-3)
+        torch.testing.assert_close(b.model.state_dict(), a.model.state_dict(), rtol=1e-3, atol=1e-3)
+        assert Zoo(tmp_path / "batched", lambda _: x, "cpu", log=None).load(j) is not None
+    assert plain[jobs[0]].history[-1]["loss"] != pytest.approx(plain[jobs[1]].history[-1]["loss"], rel=1e-3)
+

@@ -191,7 +191,7 @@ def test_presets_and_plan():
     ({"encodings": ["stochastic", "stochastic"]}, r"'encodings'.*more than once"),
     ({"n_train": 10**6}, r"'n_train'.*<= 60000"),
     ({"tables": []}, r"'tables' is an empty list"),
-    ({"preset": "large"}, r"'preset'.*'smoke', 'medium', 'full'"),
+    ({"preset": "large"}, r"'preset'.*'smoke', 'medium', 'cpu', 'full'"),
     ({"epochs": -3}, r"'epochs'.*>= 1"),
 ])
 def test_bad_parameters_refused_before_anything_is_written(tmp_path, bad, match):

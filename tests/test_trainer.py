@@ -7,7 +7,7 @@ import torch
 
 import vaebook  # noqa: F401
 from vaebook.models import build_model
-from vaebook.train import NonFiniteLossError, TrainConfig, Trainer, fit, preset_config
+from vaebook.train import NonFiniteLossError, TrainConfig, Trainer, fit
 
 torch.set_num_threads(1)
 
@@ -86,10 +86,12 @@ def test_config_validation_names_the_field():
         TrainConfig(epochs=-1).validate()
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="step").validate()
-    with pytest.raises(ValueError, match="preset"):
-        preset_config("huge", "mnist")
-    cfg = preset_config("full", "celeba64")
+    from vaebook.data import dataset_spec
+
+    cfg = TrainConfig(**dataset_spec("celeba64").train).validate()
     assert (cfg.epochs, cfg.lr, cfg.batch_size) == (70, 2e-4, 64)  # Appendix I
+    assert dataset_spec("mnist").train == dict(epochs=100, lr=1e-3, batch_size=64)
+    assert dataset_spec("mnist-d1").train["epochs"] == 200  # Section 4 / App. D.1
 
 
 @pytest.fixture(scope="module")

@@ -34,12 +34,14 @@ class DatasetSpec:
     sizes: dict = field(default_factory=dict)
     stand_in: Optional[Callable] = None
     model_defaults: dict = field(default_factory=dict)  # model name -> kwargs (per-dataset hyperparameters)
+    describe: Optional[Callable] = None  # (root, **variant) -> dict of facts about the files (split counts, ...)
 
     def __call__(self, split, root=None, **kw):  # the older load_dataset interface
         from . import Dataset
 
         x, y = self.load(split, root, **kw)
-        return Dataset(x, y, self.name, split, {"shape": self.x_shape, **kw})
+        meta = {"shape": self.x_shape, **kw, **(self.describe(root, **kw) if self.describe else {})}
+        return Dataset(x, y, self.name, split, meta)
 
 
 DATASETS: dict[str, DatasetSpec] = {}

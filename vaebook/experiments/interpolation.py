@@ -1,105 +1,165 @@
-"""Section 6.2 — Table 5 (FID of latent interpolations on MNIST and CelebA) and Figure J.9.
+"""Section 6.2 — Table 5 (FID of latent interpolations on MNIST and CelebA 64×64) and Figure J.9.
 
-Random pairs of test images are encoded (encoder means), their codes interpolated spherically
-(slerp, as in RAE [22]) with ratio 0.5 ("mid-point") or U[0, 1] per pair ("random-point"), decoded,
-and the FID of the decoded images against the test images' statistics is reported. The paper uses
-10,000 pairs; the split the pairs come from is not stated (we use the test images). The models are
-the ``generation`` notebook's (same cache; run it first or they are trained here).
+Random pairs of test images are encoded (encoder means), their codes interpolated spherically (slerp,
+as in RAE [22]) at ratio 0.5 ("mid-point") or U[0, 1] per pair ("random-point"), decoded, and the FID of
+the decoded images against the test images' statistics is reported. The paper uses 10,000 pairs; which
+split they come from is not stated (we use the test images). Units are (dataset, model) pairs; the
+models are Table 4's (:func:`vaebook.experiments._scale6.job`: one cache for both pages).
 """
 from __future__ import annotations
 
 import math
 
+import pandas as pd
 import torch
 
-from vaebook.experiments import generation as gen
-from vaebook.experiments import section6 as s6
-from vaebook.experiments.common import ParamSpec, Run, fmt, set_threads
+from vaebook.experiments import _scale6 as scale
+from vaebook.lab import Experiment, ParamSpec, Unit, rows_frame
+from vaebook.lab.compare import compare, verdict_counts, verdict_line
+from vaebook.lab.display import fmt
 
-NOTEBOOK = "interpolation"
 TABLE = "table5"
-DEFAULT_DATASETS = ("mnist", "celeba64")
+DATASETS = ("mnist", "celeba64")
+PREFIX = {"mnist": "mnist_", "celeba64": "celeba_"}
+#: metric -> slerp ratio
 RATIOS = {"fid_mid_point": "mid", "fid_random_point": "random"}
-
-PARAMS = s6.section_params(
-    DEFAULT_DATASETS,
-    figure_pairs=ParamSpec("int", min=1, max=8, default=2, doc="image pairs per model in Figure J.9"),
-    figure_steps=ParamSpec("int", min=3, max=16, default=8, doc="interpolation steps per pair in Figure J.9"),
-    **s6.FID_PARAMS,
-)
+METRIC_LABELS = {"fid_mid_point": "FID mid-point", "fid_random_point": "FID random-point"}
 
 
-def resolve(params: dict) -> dict:
-    """Validated parameters (:class:`ParameterError` names the bad one and the allowed values)."""
-    return gen.validate(params, PARAMS, DEFAULT_DATASETS, TABLE)
+class Interpolation(Experiment):
+    """Table 5: interpolation FIDs per model row, and Figure J.9."""
+
+    name = "interpolation"
+    title = "Latent interpolation (Table 5)"
+    presets = scale.experiment_presets(["n_train", "n_test", "fid_samples", "fid_dims", "eval_batch", "models"],
+                                       DATASETS)
+    params = {
+        "datasets": ParamSpec("list", choices=DATASETS, allow_none=True, default=None,
+                              doc=f"datasets to run; None = {list(DATASETS)}"),
+        **scale.SIZE_PARAMS,
+        **scale.FID_PARAMS,  # fid_samples = interpolation pairs per FID
+        "figure_pairs": ParamSpec("int", min=1, max=8, default=2, doc="image pairs per model in Figure J.9"),
+        "figure_steps": ParamSpec("int", min=3, max=16, default=8, doc="interpolation steps per pair in Figure J.9"),
+    }
+    full_cost = ("`python -m vaebook.lab.run_all --preset full --mode compute --device cuda --only interpolation` "
+                 "reuses the models the `generation` page trained (run it first: about a day on one recent data-centre "
+                 "GPU, our estimate); the 2 × 10,000-pair FIDs of the 28 models then take well under an hour.")
+
+    def source_hash(self) -> str:
+        return scale.source_hash(self)
+
+    def eval_key(self, unit, p: dict) -> dict:
+        return scale.eval_key(p)
+
+    def paper_frame(self) -> pd.DataFrame:
+        from vaebook.lab.paper import long_rows
+
+        columns = {PREFIX[d] + m: (d, m) for d in DATASETS for m in RATIOS}
+        return long_rows(TABLE, scale.paper_row_key, columns, extra=scale.paper_extra)
+
+    def check(self, p: dict) -> None:
+        p["datasets"] = list(dict.fromkeys(p["datasets"]))
+        scale.check_models(p)
+
+    def plan(self, ctx) -> list:
+        """One unit per (dataset, model row); a missing dataset stops here, before anything is written."""
+        return scale.units(ctx, self.paper_frame())
+
+    def evaluate(self, unit: Unit, ctx) -> dict:
+        """One model: mid-point and random-point interpolation FIDs, and the strips of Figure J.9."""
+        from vaebook.metrics._util import model_device
+        from vaebook.metrics.interpolation import interpolation_fid
+
+        p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
+        tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
+        base = {"row": m, "dataset": d, **scale.row_info(m)}
+        out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
+        if not tm.ok:
+            return {**out, "rows": scale.failed_rows(base, list(RATIOS), tm.reason), "reason": tm.reason}
+        model, dev = tm.model.eval(), model_device(tm.model)
+        n_pairs, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
+        note = "; ".join(x for x in (scale.fid_note(n_pairs, dims), scale.data_note(data)) if x)
+        ref = scale.reference(data, dims, dev)
+        rows = []
+        for col, ratio in RATIOS.items():
+            r = interpolation_fid(model, data.test, ref, n_pairs=n_pairs, ratio=ratio, seed=int(p["seed"]),
+                                  batch_size=int(p["eval_batch"]), dims=dims, fid_batch_size=scale.fid_batch(dev),
+                                  device=dev)
+            rows.append({**base, "metric": col, "ours": float(r["fid"]), "note": note})
+        k = min(int(p["figure_pairs"]), len(data.test) // 2)
+        strips = [interpolation_strip(model, data.test[2 * i], data.test[2 * i + 1], int(p["figure_steps"]))
+                  for i in range(k)]
+        return {**out, "rows": rows, "strip": torch.cat(strips) if strips else None}
+
+    def report(self, ctx, results: dict, run) -> None:
+        from vaebook.lab.display import grid_figure
+
+        p = ctx.p
+        ours, paper = rows_frame(results), self.paper_frame()
+        table = compare(ours, paper, scale.judge(twin=True), scale.order(paper, ours))
+        ran = {(r["model"], r["dataset"]) for r in results.values()}
+        run.write_table(TABLE, scale.finish_table(table, ran, p["datasets"], metric_order=tuple(RATIOS)))
+        settings, values = {}, {}
+        for d in p["datasets"]:
+            res = [r for r in results.values() if r["dataset"] == d]
+            if not res:
+                continue
+            data = scale.load(ctx, d)
+            n_pairs, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
+            values[d] = {r["model"]: {x["metric"]: x["ours"] for x in r["rows"]} for r in res if "reason" not in r}
+            settings[d] = {"data": data.describe(), "generated": data.generated, "n_pairs": n_pairs, "fid_dims": dims,
+                           "fid_comparable": scale.fid_comparable(n_pairs, dims), "models": [r["model"] for r in res],
+                           "from_cache": {r["model"]: r["from_cache"] for r in res},
+                           "did_not_train": {r["model"]: r["reason"] for r in res if "reason" in r},
+                           "best": best_rows(values[d])}
+            blocks = [(scale.display(r["model"]), r["strip"]) for r in res if r.get("strip") is not None]
+            if blocks:
+                k = min(int(p["figure_pairs"]), len(data.test) // 2)
+                fig = grid_figure(blocks, columns=[f"pair {i + 1}: t = 0 → 1" for i in range(k)],
+                                  title=f"Figure J.9 ({data.spec.label}) — {data.describe()}")
+                run.save_figure(fig, f"fig_J9_{d}_interpolations")
+        run.write_metrics({"values": values, "settings": settings, "verdicts": verdict_counts(table),
+                           "paper_best": {d: self.paper_best(d) for d in DATASETS}})
+
+    def paper_best(self, dataset: str) -> dict:
+        """Per column: the row with the lowest FID in the paper's Table 5."""
+        paper = self.paper_frame()
+        paper = paper[paper["dataset"] == dataset]
+        return {c: (paper.loc[paper.loc[paper["metric"] == c, "paper"].idxmin(), "row"]
+                    if (paper["metric"] == c).any() else None) for c in RATIOS}
+
+    def summary(self, res) -> dict:
+        """Strings for the page's prose (glue); 'n/a' where there are no results."""
+        best = self.paper_best("mnist")["fid_mid_point"]
+        out = {"interp_label": "no results", "interp_verdicts": "n/a", "interp_best_mnist": "n/a",
+               "interp_paper_best_mnist": scale.display(best) if best else "n/a", "interp_pairs": "n/a",
+               "interp_dims": "n/a"}
+        if res is None:
+            return out
+        out["interp_label"] = res.label
+        t = res.tables.get(TABLE)
+        if t is not None:
+            out["interp_verdicts"] = verdict_line(t) or "n/a"
+        st = res.metrics.get("settings", {})
+        b = (st.get("mnist", {}).get("best") or {}).get("fid_mid_point")
+        out["interp_best_mnist"] = scale.display(b) if b else "n/a"
+        any_ds = next(iter(st.values()), {})
+        if any_ds:
+            out["interp_pairs"] = fmt(any_ds.get("n_pairs"), ",.0f")
+            out["interp_dims"] = fmt(any_ds.get("fid_dims"), ".0f")
+        return out
 
 
 @torch.no_grad()
 def interpolation_strip(model, x1: torch.Tensor, x2: torch.Tensor, steps: int) -> torch.Tensor:
     """``steps`` decoded slerp points from the code of ``x1`` (t = 0) to that of ``x2`` (t = 1)."""
-    dev = next(model.parameters()).device
+    from vaebook.metrics._util import model_device
+
+    dev = model_device(model)
     model.eval()
     t = torch.linspace(0.0, 1.0, steps)
     a, b = x1.unsqueeze(0).expand(steps, *x1.shape).to(dev), x2.unsqueeze(0).expand(steps, *x2.shape).to(dev)
     return model.interpolate(a, b, t.to(dev)).cpu()
-
-
-def run(params: dict, log=print) -> Run:
-    """Interpolation FIDs for every model row (Table 5) and Figure J.9; returns the finished :class:`Run`."""
-    from vaebook.metrics.interpolation import interpolation_fid
-
-    p = resolve(params)
-    set_threads(p["device"])
-    s = s6.settings(p["preset"])
-    dims = p["fid_dims"] or s.fid_dims
-    table_rows, values_all, info = [], {}, {}
-    with Run(NOTEBOOK, p) as run:
-        for dataset, names in gen.plan(p, TABLE).items():
-            data = s6.load_data(dataset, p)
-            log(f"[{dataset}] {data.describe()}")
-            models = s6.trained_models(dataset, names, p, data, log=log)
-            dev = next((next(iter(tm.model.parameters())).device for tm in models.values() if tm.ok),
-                       torch.device("cpu"))
-            n_pairs = p["fid_samples"] or s.fid_samples[dataset]
-            ref = s6.reference(dataset, data, dims, dev)
-            values, reasons, strips = {}, {}, {}
-            npairs_fig, steps = p["figure_pairs"], p["figure_steps"]
-            for name, tm in models.items():
-                if not tm.ok:
-                    reasons[name] = tm.reason
-                    continue
-                log(f"[{dataset}] interpolating with {name}")
-                values[name] = {}
-                for col, ratio in RATIOS.items():
-                    r = interpolation_fid(tm.model, data.test, ref, n_pairs=n_pairs, ratio=ratio, seed=int(p["seed"]),
-                                          batch_size=s.eval_batch, dims=dims, fid_batch_size=s6.fid_batch(dev),
-                                          device=dev)
-                    values[name][col] = r["fid"]
-                k = min(npairs_fig, len(data.test) // 2)
-                strips[name] = torch.cat([interpolation_strip(tm.model, data.test[2 * i], data.test[2 * i + 1], steps)
-                                          for i in range(k)]) if k else None
-            note = s6.fid_note(n_pairs, dims)
-            rows = s6.comparison_rows(TABLE, dataset, values, reasons, {c: note for c in RATIOS}, {}, names,
-                                      data_note="" if not data.generated else data.source)
-            table_rows += rows
-            values_all[dataset] = values
-            info[dataset] = {"data": data.describe(), "n_pairs": n_pairs, "fid_dims": dims,
-                             "fid_comparable": s6.fid_comparable(n_pairs, dims), "models": names,
-                             "from_cache": {n: tm.from_cache for n, tm in models.items()},
-                             "not_available": {n: tm.reason for n, tm in models.items() if not tm.ok},
-                             "best": best_rows(values)}
-            if strips:
-                k = min(npairs_fig, len(data.test) // 2)
-                blocks = [(s6.ROW_BY_NAME[n].display, st) for n, st in strips.items()]
-                fig = s6.grid_figure(blocks, columns=[f"pair {i + 1}: t = 0 → 1" for i in range(k)],
-                                     title=f"Figure J.9 ({s6.DATASET_LABELS[dataset]}) — {data.describe()}")
-                run.save_figure(fig, f"fig_J9_{dataset}_interpolations")
-                gen._close(fig)
-        table_rows += s6.not_selected_rows(TABLE, p["datasets"])
-        table = s6.rows_frame(table_rows)
-        run.write_table(TABLE, table)
-        run.write_metrics({"values": values_all, "settings": info, "verdicts": s6.verdict_counts(table)})
-    return run
 
 
 def best_rows(values: dict) -> dict:
@@ -111,37 +171,6 @@ def best_rows(values: dict) -> dict:
     return out
 
 
-def paper_best(dataset: str) -> dict:
-    """Per column: the row with the lowest FID in the paper's Table 5."""
-    out = {}
-    for col in RATIOS:
-        cand = [(s6.paper_value(TABLE, n, dataset, col), n) for n in s6.models_for(dataset, TABLE)]
-        cand = [c for c in cand if not math.isnan(c[0])]
-        out[col] = min(cand)[1] if cand else None
-    return out
+EXPERIMENT = Interpolation()
 
-
-def summary(res) -> dict:
-    """Strings for the notebook's prose (myst-nb glue); 'n/a' without results."""
-    out = {"interp_label": "no results", "interp_verdicts": "n/a", "interp_best_mnist": "n/a",
-           "interp_paper_best_mnist": s6.ROW_BY_NAME[paper_best("mnist")["fid_mid_point"]].display,
-           "interp_pairs": "n/a", "interp_dims": "n/a"}
-    if res is None:
-        return out
-    out["interp_label"] = res.label
-    t = res.tables.get(TABLE)
-    if t is not None:
-        c = s6.verdict_counts(t)
-        out["interp_verdicts"] = ", ".join(f"{n} {k}" for k, n in c.items())
-    st = res.metrics.get("settings", {})
-    mn = st.get("mnist", {})
-    b = (mn.get("best") or {}).get("fid_mid_point")
-    out["interp_best_mnist"] = s6.ROW_BY_NAME[b].display if b else "n/a"
-    any_ds = next(iter(st.values()), {})
-    out["interp_pairs"] = fmt(any_ds.get("n_pairs"), ",.0f") if any_ds else "n/a"
-    out["interp_dims"] = fmt(any_ds.get("fid_dims"), ".0f") if any_ds else "n/a"
-    return out
-
-
-__all__ = ["PARAMS", "NOTEBOOK", "TABLE", "resolve", "run", "summary", "interpolation_strip", "best_rows",
-           "paper_best"]
+__all__ = ["Interpolation", "EXPERIMENT", "TABLE", "RATIOS", "METRIC_LABELS", "interpolation_strip", "best_rows"]

@@ -1,34 +1,35 @@
-"""Section 6.4 — Table 7: upper bounds on the test negative log-likelihood (nats per image) by
-k-sample importance weighting (IWAE [37], k = 500 in the paper), for the VAE with σx² = 1 and the four
-proposed MLE parameterisations.
+"""Section 6.4 — Table 7: upper bounds on the test negative log-likelihood (nats per image) by k-sample
+importance weighting (IWAE [37], k = 500 in the paper), for the VAE with σx² = 1 and the four proposed
+MLE parameterisations, on MNIST, CelebA 64×64 and CelebA-HQ 128×128.
 
-Sign convention as the paper: NLL = −L_k where L_k = log mean_i p(x, z_i)/q(z_i|x) ≤ log p(x), so the
-printed value "< v" is an upper bound on −log p(x). Pixels are continuous values in [0, 1] (no
-dequantisation), so densities above 1 and negative NLLs are possible.
+Sign convention as the paper: NLL = −L_k with L_k = log mean_i p(x, z_i)/q(z_i|x) ≤ log p(x), so the
+printed "< v" bounds −log p(x) from above. Pixels are continuous values in [0, 1] (no dequantisation),
+so densities above 1 and negative NLLs are possible.
 
-**Σx at evaluation** (the paper does not say; ``GaussianVAE.eval_sigma2``):
+**Σx at evaluation** (the paper does not say; ``GaussianVAE.eval_sigma2``): the fixed σx² = 1 for the
+VAE; the running (EMA) training estimate for MLE Iso-I / Diag-I; for MLE Iso-D / Diag-D σ̂x² from the
+reconstruction μθ(μφ(x)) of the evaluated image itself (+ ε = 1e-6) — the only reading under which the
+paper's strongly negative NLLs come out.
 
-* VAE (σx² = 1): the fixed σx² = 1;
-* MLE Iso-I / Diag-I: the running (EMA) training estimate of σ̂x² (one value / one per pixel);
-* MLE Iso-D / Diag-D: σ̂x² estimated from the reconstruction μθ(μφ(x)) of the evaluated image itself
-  (+ ε = 1e-6) — the only reading under which the paper's strongly negative NLLs come out.
-
-The models are the ``generation`` notebook's (same cache); CelebA-HQ rows run when its images are
-installed (or, at ``smoke``, when asked for, on generated stand-in images).
+Units are (dataset, model) pairs; the models are Table 4's (:func:`vaebook.experiments._scale6.job`:
+one cache for all Section-6 pages). A model without a likelihood p(x|z) (AE, WAE, RAE) has no bound.
 """
 from __future__ import annotations
 
 import math
 
+import pandas as pd
 
-from vaebook.experiments import generation as gen
-from vaebook.experiments import section6 as s6
-from vaebook.experiments.common import ParamSpec, Run, fmt, set_threads
+from vaebook.experiments import _scale6 as scale
+from vaebook.lab import Experiment, ParameterError, ParamSpec, Unit, rows_frame
+from vaebook.lab.compare import compare, verdict_counts, verdict_line
+from vaebook.lab.display import fmt
 
-NOTEBOOK = "nll"
 TABLE = "table7"
-ALL_DATASETS = ("mnist", "celeba64", "celebahq128")
-DEFAULT_DATASETS = {"smoke": ("mnist", "celeba64"), "medium": ALL_DATASETS, "full": ALL_DATASETS}
+DATASETS = ("mnist", "celeba64", "celebahq128")
+#: Table 7 spells datasets and the σx² = 1 VAE row its own way
+TABLE7_DATASET = {"MNIST": "mnist", "CelebA": "celeba64", "CelebAHQ": "celebahq128"}
+TABLE7_ROW = {("baseline", "VAE (sigma_x^2=1.0)"): "vae-gaussian"}
 SIGMA_EVAL = {
     "vae-gaussian": "fixed σx² = 1",
     "mle-iso-i": "running (EMA) training estimate of the scalar σ̂x²",
@@ -36,122 +37,151 @@ SIGMA_EVAL = {
     "mle-iso-d": "per-image MLE from the reconstruction of the evaluated image (+ε)",
     "mle-diag-d": "per-pixel MLE from the reconstruction of the evaluated image (+ε)",
 }
-
 #: images decoded at once (test images × importance samples), bounding activation memory
 DECODE_BUDGET = {"mnist": 5_000, "celeba64": 200, "celebahq128": 50}
-
-PARAMS = s6.section_params(
-    ALL_DATASETS,
-    iwae_k=ParamSpec("int", min=1, allow_none=True, default=None, doc="importance samples; None = preset (paper 500)"),
-    k_chunk=ParamSpec("int", min=1, default=50, doc="importance samples decoded at once (memory)"),
-)
+METRIC_LABELS = {"nll": "NLL bound (nats)"}
 
 
-def resolve(params: dict) -> dict:
-    """Validated parameters (:class:`ParameterError` names the bad one and the allowed values)."""
-    from vaebook.experiments.common import validate_params
+class NLL(Experiment):
+    """Table 7: the IWAE bound per (dataset, model)."""
 
-    pre = validate_params(params, PARAMS)
-    return gen.validate(params, PARAMS, DEFAULT_DATASETS[pre["preset"]], TABLE)
+    name = "nll"
+    title = "Negative log-likelihood (Table 7)"
+    presets = scale.experiment_presets(["n_train", "n_test", "iwae_k", "models"],
+                                       {"smoke": ["mnist", "celeba64"], "medium": DATASETS, "full": DATASETS})
+    params = {
+        "datasets": ParamSpec("list", choices=DATASETS, allow_none=True, default=None,
+                              doc="datasets to run; None = MNIST and CelebA at smoke, all three otherwise"),
+        **scale.SIZE_PARAMS,
+        "iwae_k": ParamSpec("int", min=1, max=5_000, allow_none=True, default=None,
+                            doc="importance samples; None = preset (paper 500)"),
+        "k_chunk": ParamSpec("int", min=1, max=1_000, default=50, doc="importance samples decoded at once (memory)"),
+    }
+    full_cost = ("`python -m vaebook.lab.run_all --preset full --mode compute --device cuda --only nll` reuses the "
+                 "models the `generation` and `celebahq` pages trained (about two days together on one recent "
+                 "data-centre GPU, our estimate; CelebA-HQ must be installed) and then draws 500 importance samples "
+                 "per test image: a few more GPU-hours.")
 
+    def source_hash(self) -> str:
+        return scale.source_hash(self)
 
-def run(params: dict, log=print) -> Run:
-    """Table 7; returns the finished :class:`Run`. A dataset whose images are missing is skipped (its rows
-    say so) unless it was asked for explicitly."""
-    from vaebook.data import DataError
-    from vaebook.metrics.nll import iwae_nll
+    def eval_key(self, unit, p: dict) -> dict:
+        return scale.eval_key(p)
 
-    p = resolve(params)
-    explicit = params.get("datasets") is not None
-    set_threads(p["device"])
-    s = s6.settings(p["preset"])
-    k = p["iwae_k"] or s.iwae_k
-    table_rows, values_all, info = [], {}, {}
-    with Run(NOTEBOOK, p) as run:
-        plan = gen.plan(p, TABLE)
-        for dataset, names in plan.items():
-            try:
-                data = s6.load_data(dataset, p)
-            except DataError as e:
-                if explicit:
-                    raise
-                why = f"not run: {str(e).split('. ')[0]}"
-                log(f"[{dataset}] {why}")
-                table_rows += s6.comparison_rows(TABLE, dataset, {}, {n: why for n in names}, {}, {}, [])
-                info[dataset] = {"skipped": str(e)}
-                continue
-            log(f"[{dataset}] {data.describe()}")
-            models = s6.trained_models(dataset, names, p, data, log=log)
-            values, reasons, extra = {}, {}, {}
-            for name, tm in models.items():
-                if not tm.ok:
-                    reasons[name] = tm.reason
-                    continue
-                log(f"[{dataset}] IWAE bound, k = {k}: {name}")
-                k_chunk = max(1, min(k, p["k_chunk"], DECODE_BUDGET[dataset]))
-                r = iwae_nll(tm.model, data.test, k=k, batch_size=max(1, DECODE_BUDGET[dataset] // k_chunk),
-                             k_chunk=k_chunk, seed=int(p["seed"]))
-                values[name] = {"nll": r["nll"]}
-                extra[name] = {"nll": r["nll"], "nll_stderr": r["nll_stderr"], "elbo": r["elbo"],
-                               "nll_elbo": r["nll_elbo"], "k": r["k"], "n": r["n"],
-                               "sigma_x_at_eval": SIGMA_EVAL.get(name, "")}
-            rows = s6.comparison_rows(TABLE, dataset, values, reasons, {}, {}, names,
-                                      data_note="" if not data.generated else data.source)
-            for r in rows:
-                if r["verdict"] is not None:
-                    r["ours_printed"] = f"< {r['ours']:.2f}"
-                    r["reason"] += f"; k = {k} importance samples (paper 500) on {len(data.test)} test images; " \
-                                   f"Σx at evaluation: {SIGMA_EVAL.get(r['name'], '?')}"
-            table_rows += rows
-            values_all[dataset] = extra
-            info[dataset] = {"data": data.describe(), "iwae_k": k, "n_test": len(data.test), "models": names,
-                             "from_cache": {n: tm.from_cache for n, tm in models.items()},
-                             "not_available": {n: tm.reason for n, tm in models.items() if not tm.ok},
-                             "claims": claims({n: v["nll"] for n, v in values.items()})}
-        table_rows += s6.not_selected_rows(TABLE, list(plan))
-        table = s6.rows_frame(table_rows)
+    def paper_frame(self) -> pd.DataFrame:
+        from vaebook.lab.paper import long_rows
+
+        return long_rows(TABLE, _row_key, {"nll_upper_bound_nats": ("", "nll")},
+                         extra=lambda r: {"dataset": TABLE7_DATASET[r["dataset"]], "printed": r["printed"],
+                                          "model": scale.display(_row_key(r)), "group": r["group"]})
+
+    def check(self, p: dict) -> None:
+        p["datasets"] = list(dict.fromkeys(p["datasets"]))
+        scale.check_models(p)
+
+    def plan(self, ctx) -> list:
+        """One unit per (dataset, model row); requested models must define p(x|z)."""
+        units = scale.units(ctx, self.paper_frame())
+        if isinstance(ctx.p["models"], list):
+            seen = {}
+            for u in units:
+                m = u.meta["model"]
+                if m not in seen:
+                    seen[m] = bool(getattr(u.jobs[0].build(), "has_likelihood", False))
+            bad = [m for m, ok in seen.items() if not ok]
+            if bad:
+                raise ParameterError(f"parameter 'models': {bad} define no likelihood p(x|z), so they have no IWAE "
+                                     f"bound; choose models with one, e.g. {list(SIGMA_EVAL)}.")
+        return units
+
+    def evaluate(self, unit: Unit, ctx) -> dict:
+        """One model: the IWAE bound (and the ELBO) on the test images."""
+        from vaebook.metrics.nll import iwae_nll
+
+        p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
+        tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
+        base = {"row": m, "dataset": d, **scale.row_info(m)}
+        out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
+        if not tm.ok:
+            return {**out, "rows": scale.failed_rows(base, ["nll"], tm.reason), "reason": tm.reason}
+        k = int(p["iwae_k"])
+        k_chunk = max(1, min(k, int(p["k_chunk"]), DECODE_BUDGET.get(d, 200)))
+        r = iwae_nll(tm.model.eval(), data.test, k=k, batch_size=max(1, DECODE_BUDGET.get(d, 200) // k_chunk),
+                     k_chunk=k_chunk, seed=int(p["seed"]))
+        sigma = SIGMA_EVAL.get(m, "the model's own p(x|z)")
+        row = {**base, "metric": "nll", "ours": float(r["nll"]), "ours_printed": f"< {r['nll']:.2f}",
+               "note": scale.data_note(data),
+               "reason": f"k = {k} importance samples (paper {scale.PAPER_IWAE_K}) on {len(data.test):,} test images; "
+                         f"Σx at evaluation: {sigma}"}
+        extra = {"nll": float(r["nll"]), "nll_stderr": float(r["nll_stderr"]), "elbo": float(r["elbo"]),
+                 "nll_elbo": float(r["nll_elbo"]), "k": int(r["k"]), "n": int(r["n"]), "sigma_x_at_eval": sigma}
+        return {**out, "rows": [row], "values": extra}
+
+    def report(self, ctx, results: dict, run) -> None:
+        p = ctx.p
+        ours, paper = rows_frame(results), self.paper_frame()
+        table = compare(ours, paper, scale.judge(twin=False), scale.order(paper, ours))
+        ran = {(r["model"], r["dataset"]) for r in results.values()}
+        table = scale.finish_table(table, ran, p["datasets"])
         run.write_table(TABLE, table)
-        run.write_metrics({"values": values_all, "settings": info, "verdicts": s6.verdict_counts(table),
-                           "sigma_x_at_eval": SIGMA_EVAL, "paper_claims": {d: paper_claims(d) for d in ALL_DATASETS}})
-    return run
+        settings, values = {}, {}
+        for d in p["datasets"]:
+            res = [r for r in results.values() if r["dataset"] == d]
+            if not res:
+                continue
+            data = scale.load(ctx, d)
+            values[d] = {r["model"]: r["values"] for r in res if "values" in r}
+            settings[d] = {"data": data.describe(), "generated": data.generated, "iwae_k": int(p["iwae_k"]),
+                           "n_test": len(data.test), "models": [r["model"] for r in res],
+                           "from_cache": {r["model"]: r["from_cache"] for r in res},
+                           "did_not_train": {r["model"]: r["reason"] for r in res if "reason" in r},
+                           "claims": claims({n: v["nll"] for n, v in values[d].items()})}
+        run.write_metrics({"values": values, "settings": settings, "verdicts": verdict_counts(table),
+                           "sigma_x_at_eval": SIGMA_EVAL, "paper_claims": {d: self.paper_claims(d) for d in DATASETS}})
+
+    def paper_claims(self, dataset: str) -> dict:
+        paper = self.paper_frame()
+        paper = paper[paper["dataset"] == dataset]
+        return claims(dict(zip(paper["row"], paper["paper"])))
+
+    def summary(self, res) -> dict:
+        """Strings for the page's prose (glue); 'n/a' where there are no results."""
+        out = {"nll_label": "no results", "nll_verdicts": "n/a", "nll_k": "n/a", "nll_below_mnist": "n/a",
+               "nll_lowest_mnist": "n/a", "nll_mnist_diagd": "n/a", "nll_mnist_vae": "n/a"}
+        if res is None:
+            return out
+        out["nll_label"] = res.label
+        t = res.tables.get(TABLE)
+        if t is not None:
+            out["nll_verdicts"] = verdict_line(t) or "n/a"
+        mn = res.metrics.get("settings", {}).get("mnist", {})
+        if mn:
+            out["nll_k"] = fmt(mn.get("iwae_k"), ".0f")
+            c = mn.get("claims", {})
+            out["nll_below_mnist"] = {True: "yes", False: "no", None: "n/a"}[c.get("all_mle_below_vae")]
+            lo = c.get("lowest_mle")
+            out["nll_lowest_mnist"] = scale.display(lo) if lo else "n/a"
+        vals = res.metrics.get("values", {}).get("mnist", {})
+        out["nll_mnist_diagd"] = fmt((vals.get("mle-diag-d") or {}).get("nll"), ".2f")
+        out["nll_mnist_vae"] = fmt((vals.get("vae-gaussian") or {}).get("nll"), ".2f")
+        return out
+
+
+def _row_key(r) -> str:
+    """Our key of a Table 7 row (its own spelling of the σx² = 1 VAE; the MLE rows by registry label)."""
+    return TABLE7_ROW.get((r["group"], r["model"])) or scale.paper_row_key(r)
 
 
 def claims(nll: dict) -> dict:
     """The paper's two claims on one dataset: every MLE model has a lower NLL than the σx² = 1 VAE, and
-    Diag-D is the lowest of the MLE models. Values None where the rows are missing."""
+    Diag-D is the lowest of the MLE models. None where the rows are missing."""
     mle = {n: v for n, v in nll.items() if n.startswith("mle-") and v is not None and not math.isnan(v)}
     base = nll.get("vae-gaussian")
-    all_below = None if base is None or not mle else all(v < base for v in mle.values())
-    lowest = min(mle, key=mle.get) if mle else None
-    return {"all_mle_below_vae": all_below, "lowest_mle": lowest}
+    ok = base is not None and not math.isnan(base) and mle
+    return {"all_mle_below_vae": all(v < base for v in mle.values()) if ok else None,
+            "lowest_mle": min(mle, key=mle.get) if mle else None}
 
 
-def paper_claims(dataset: str) -> dict:
-    return claims({n: s6.paper_value(TABLE, n, dataset, "nll") for n in s6.models_for(dataset, TABLE)})
+EXPERIMENT = NLL()
 
-
-def summary(res) -> dict:
-    """Strings for the notebook's prose (myst-nb glue); 'n/a' without results."""
-    out = {"nll_label": "no results", "nll_verdicts": "n/a", "nll_k": "n/a", "nll_below_mnist": "n/a",
-           "nll_lowest_mnist": "n/a", "nll_mnist_diagd": "n/a", "nll_mnist_vae": "n/a"}
-    if res is None:
-        return out
-    out["nll_label"] = res.label
-    t = res.tables.get(TABLE)
-    if t is not None:
-        out["nll_verdicts"] = ", ".join(f"{n} {k}" for k, n in s6.verdict_counts(t).items())
-    st = res.metrics.get("settings", {})
-    mn = st.get("mnist", {})
-    out["nll_k"] = fmt(mn.get("iwae_k"), ".0f") if mn else "n/a"
-    c = mn.get("claims", {})
-    if c:
-        out["nll_below_mnist"] = {True: "yes", False: "no", None: "n/a"}[c.get("all_mle_below_vae")]
-        lo = c.get("lowest_mle")
-        out["nll_lowest_mnist"] = s6.ROW_BY_NAME[lo].display if lo else "n/a"
-    vals = res.metrics.get("values", {}).get("mnist", {})
-    out["nll_mnist_diagd"] = fmt((vals.get("mle-diag-d") or {}).get("nll"), ".2f")
-    out["nll_mnist_vae"] = fmt((vals.get("vae-gaussian") or {}).get("nll"), ".2f")
-    return out
-
-
-__all__ = ["PARAMS", "NOTEBOOK", "TABLE", "resolve", "run", "summary", "claims", "paper_claims", "SIGMA_EVAL"]
+__all__ = ["NLL", "EXPERIMENT", "TABLE", "SIGMA_EVAL", "METRIC_LABELS", "claims"]

@@ -93,6 +93,9 @@ def load_data(dataset: str, n_train: Optional[int], n_test: Optional[int], root=
     if n_train is not None and n_train > len(xtr):
         raise ParameterError(f"parameter 'n_train' = {n_train} but {spec.label} has {len(xtr):,} training images; "
                              f"choose n_train <= {len(xtr):,} or None (all).")
+    if n_test is not None and n_test > len(xte):
+        raise ParameterError(f"parameter 'n_test' = {n_test} but {spec.label} has {len(xte):,} test images; "
+                             f"choose n_test <= {len(xte):,} or None (all).")
     xtr, ytr, xte, yte = _take(xtr, n_train), _take(ytr, n_train), _take(xte, n_test), _take(yte, n_test)
     data = ExperimentData(dataset, xtr, to_float(xte), ytr, yte, source, dict(variant))
     data.train_hash, data.test_hash = tensor_hash(xtr), tensor_hash(data.test)

@@ -78,16 +78,21 @@ class Job:
         spec = dataset_spec(self.dataset)
         torch.manual_seed(mix_seed("zoo", self.seed, self.dataset, self.model, repr(self.model_kwargs),
                                    repr(self.variant)) % (2**63 - 1))
-        kw = {**spec.model_defaults.get(self.model, {}), **dict(self.model_kwargs)}
-        return build_model(self.model, spec.arch, **kw)
+        return build_model(self.model, spec.arch, **self.builder_kwargs())
 
     def config(self, device: str = "auto"):
         from vaebook.train import TrainConfig
 
         return TrainConfig(**{**self.train_dict, "seed": self.seed, "device": device}).validate()
 
+    def builder_kwargs(self) -> dict:
+        """The builder's arguments: the dataset's per-model defaults, then the job's own."""
+        from vaebook.data import dataset_spec
+
+        return {**dataset_spec(self.dataset).model_defaults.get(self.model, {}), **dict(self.model_kwargs)}
+
     def key(self, train_hash: str, n_train: int) -> dict:
-        return {"format": FORMAT, "model": self.model, "dataset": self.dataset, "model_kwargs": dict(self.model_kwargs),
+        return {"format": FORMAT, "model": self.model, "dataset": self.dataset, "model_kwargs": self.builder_kwargs(),
                 "variant": dict(self.variant), "train": self.train_dict, "seed": self.seed, "n_train": int(n_train),
                 "train_hash": train_hash, "code": code_version()}
 

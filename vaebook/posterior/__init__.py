@@ -8,11 +8,16 @@ Usage::
 
     sampler = fit_latent_sampler(model, train_images, source="gmm10")
     images = sample(model, 64, source="gmm10", sampler=sampler)
+
+For an evaluation over many models, :func:`source_skip_reason` says when a source does not apply,
+:func:`fit_sampler` fits one reproducibly (seeded initialisation, one BLAS thread for small GMMs) and
+:func:`keep_first` keeps the first generated images for figures while they stream into the FID.
 """
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 
@@ -23,7 +28,8 @@ from .second_stage import SecondStageVAE
 
 SOURCES = ("prior", "2nd-vae", "gmm10", "gmm100")
 
-__all__ = ["GMMSampler", "SecondStageVAE", "SOURCES", "fit_latent_sampler", "sample_latents", "sample", "generate_images"]
+__all__ = ["GMMSampler", "SecondStageVAE", "SOURCES", "fit_latent_sampler", "sample_latents", "sample",
+           "generate_images", "source_skip_reason", "fit_sampler", "keep_first"]
 
 
 def _label(model) -> str:
@@ -93,3 +99,60 @@ def generate_images(model, n: int, source: str = "prior", sampler=None, seed: in
         b = min(batch_size, n - done)
         yield sample(model, b, source, sampler, g).cpu()
         done += b
+
+
+def source_skip_reason(model, source: str, n_codes: int) -> str:
+    """Why latents from ``source`` cannot be drawn for ``model`` fitted on ``n_codes`` training codes
+    (``""`` when they can): no prior for a deterministic encoder, fewer codes than GMM components."""
+    if source not in SOURCES and not re.fullmatch(r"gmm\d+", source):
+        raise ValueError(f"unknown latent source {source!r}; expected one of {SOURCES} (or 'gmm<K>')")
+    if source == "prior" and not getattr(model, "has_prior", True):
+        return "no prior (deterministic encoder)"
+    m = re.fullmatch(r"gmm(\d+)", source)
+    if m and n_codes < int(m.group(1)):
+        return f"{source} needs at least {m.group(1)} training codes, {n_codes} were given"
+    return ""
+
+
+def _few_threads(n_values: int):
+    """One BLAS/OpenMP thread for small scikit-learn fits (their thread pools spin badly on a busy CPU)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1) if n_values <= 2_000_000 else contextlib.nullcontext()
+
+
+def fit_sampler(model, source: str, latents: torch.Tensor, seed: int = 0, second_stage: Optional[dict] = None,
+                gmm_max_iter: int = 100):
+    """The ex-post density of ``source`` fitted to the training codes ``latents`` (``None`` for the prior).
+
+    ``"2nd-vae"``: a :class:`SecondStageVAE` on the model's device, its initialisation seeded by ``seed``
+    (without touching the global RNG); ``second_stage``: its sizes and fit settings (``width``, ``depth``,
+    ``epochs``, ``batch_size``, ``max_steps``, ``lr``). ``"gmm<K>"``: :class:`GMMSampler` with ``K``
+    components, ``gmm_max_iter`` EM iterations, on the CPU.
+    """
+    if source == "prior":
+        return fit_latent_sampler(model, None, "prior")
+    if source == "2nd-vae":
+        kw = dict(second_stage or {})
+        arch = {k: kw.pop(k) for k in ("width", "depth", "d_u", "standardize", "init_log_gamma") if k in kw}
+        if "batch_size_2nd" in kw:
+            kw["batch_size"] = kw.pop("batch_size_2nd")
+        with torch.random.fork_rng(devices=[]):  # the initialisation draws on the CPU generator only
+            torch.manual_seed(int(seed))
+            vae2 = SecondStageVAE(latents.shape[1], **arch)
+        vae2 = vae2.to(model_device(model))
+        return vae2.fit(latents, seed=int(seed), **kw)
+    with _few_threads(latents.numel()):
+        return fit_latent_sampler(model, None, source, latents=latents.detach().cpu(), seed=int(seed),
+                                  max_iter=int(gmm_max_iter))
+
+
+def keep_first(batches: Iterable[torch.Tensor], n: int, store: list) -> Iterator[torch.Tensor]:
+    """Pass image batches through unchanged, appending (CPU copies of) the first ``n`` images to ``store``
+    (figures from the FID samples, so nothing is decoded twice)."""
+    kept = 0
+    for b in batches:
+        if kept < n:
+            store.append(b[: n - kept].detach().cpu())
+            kept += store[-1].shape[0]
+        yield b

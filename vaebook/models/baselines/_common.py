@@ -1,9 +1,11 @@
-"""Pieces shared by the Section-6 baselines: the Appendix-I networks, dataset defaults, encoders.
+"""Pieces shared by the Section-6 baselines: the Appendix-I networks and the encoders.
 
 Every baseline uses the *same* encoder/decoder networks as the proposed models
 (:func:`vaebook.nets.build_nets`, Appendix I), so Tables 4–7 compare objectives, not networks.
 Only the encoder head width (``d_z`` for a deterministic encoder, ``2·d_z`` for a Gaussian one)
 and the decoder's output channels (1 or 3 for a mean image, more for mixture parameters) differ.
+Per-dataset hyperparameters (WAE's λ, RAE's β/λ and gradient-penalty cost) are builder arguments;
+the values used for each dataset are in its registration (``model_defaults`` in :mod:`vaebook.data`).
 """
 from __future__ import annotations
 
@@ -13,17 +15,6 @@ import torch
 
 from vaebook.models.base import GenerativeModel, Posterior
 from vaebook.nets import ARCHITECTURES, build_nets
-
-
-def dataset_kind(arch: str) -> str:
-    """``"mnist"`` for 1-channel 28×28 archs (``mnist``, ``d1``), ``"celeba"`` for ``celeba64``,
-    ``"celebahq"`` for ``celebahq128`` — the key of the per-dataset hyperparameter defaults."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    c, h, _ = ARCHITECTURES[arch].image_shape
-    if c == 1:
-        return "mnist"
-    return "celeba" if h <= 64 else "celebahq"
 
 
 def per_image_sq_error(x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -44,7 +35,6 @@ class BaselineModel(GenerativeModel):
             raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
         self.arch, self.x_shape = arch, spec.image_shape
         self.d_z = spec.default_d_z if d_z is None else int(d_z)
-        self.dataset = dataset_kind(arch)
         self.encoder, self.decoder = build_nets(arch, self.d_z, enc_out=enc_out_per_dim * self.d_z,
                                                 dec_channels=self.x_shape[0] if dec_channels is None else dec_channels)
 

@@ -22,7 +22,9 @@ Loss per image (batch mean):  ‖x − μθ(z)‖² + β·‖z‖²/2 + λ·R(θ
 λ_R·R: multiplying by d_x gives β = 2·β_R·d_x/d_z and λ = λ_R·d_x in our units. Their values:
 MNIST RAE β_R = 5e-4; RAE-L2 β_R = 1e-4, λ_R = 1e-7; RAE-GP β_R = 1e-4, λ_R = 0.5e-7; RAE-SN
 β_R = 9e-3. CelebA RAE/RAE-L2/RAE-GP β_R = 1e-4, λ_R = 1e-7; RAE-SN β_R = 2.4e-3 (CelebA values
-are reused for CelebA-HQ). Their GP is a different quantity (the squared gradient of ‖μθ(z)‖²
+are reused for CelebA-HQ). They are passed as ``beta_code``/``lam_code`` from each dataset's
+registration (``model_defaults`` in :mod:`vaebook.data`, with the GP cost settings); the builder's
+defaults are the MNIST values. Their GP is a different quantity (the squared gradient of ‖μθ(z)‖²
 w.r.t. z), so the transferred GP weight is only an order of magnitude. Their L2 regulariser
 covers only the transposed convolutions; ours covers all decoder weights.
 
@@ -45,25 +47,14 @@ from vaebook.models.baselines._common import DeterministicAutoencoder, per_image
 
 REGULARISERS = (None, "l2", "gp", "sn")
 
-# (variant, dataset) -> (beta_R, lambda_R) of the official RAE configs (see module docstring)
-RAE_CODE_CONFIG = {
-    ("rae", "mnist"): (5e-4, 0.0), ("rae-l2", "mnist"): (1e-4, 1e-7),
-    ("rae-gp", "mnist"): (1e-4, 0.5e-7), ("rae-sn", "mnist"): (9e-3, 0.0),
-    ("rae", "celeba"): (1e-4, 0.0), ("rae-l2", "celeba"): (1e-4, 1e-7),
-    ("rae-gp", "celeba"): (1e-4, 1e-7), ("rae-sn", "celeba"): (2.4e-3, 0.0),
-}
-# GP cost control per dataset: (directions, examples). "exact" = the d_z basis directions;
-# an int n = n Gaussian random directions (unbiased for ‖J‖²_F). examples = None: the whole batch.
-GP_DEFAULTS = {"mnist": ("exact", None), "celeba": ("exact", 8), "celebahq": (8, 8)}
+# variant -> (beta_R, lambda_R) of the official RAE code for MNIST: the builder's defaults (see module docstring)
+RAE_CODE_MNIST = {"rae": (5e-4, 0.0), "rae-l2": (1e-4, 1e-7), "rae-gp": (1e-4, 0.5e-7), "rae-sn": (9e-3, 0.0)}
 
 
-def rae_hyperparameters(variant: str, dataset: str, d_x: int, d_z: int) -> tuple[float, float]:
-    """(β, λ) in vaebook's units (loss = ‖x − μ‖² + β‖z‖²/2 + λR) from the RAE code's (β_R, λ_R)."""
-    key = (variant, "celeba" if dataset == "celebahq" else dataset)
-    if key not in RAE_CODE_CONFIG:
-        raise ValueError(f"no RAE defaults for variant {variant!r} on {dataset!r}; pass beta= and lam= explicitly")
-    beta_r, lam_r = RAE_CODE_CONFIG[key]
-    return 2.0 * beta_r * d_x / d_z, lam_r * d_x
+def rae_hyperparameters(beta_code: float, lam_code: float, d_x: int, d_z: int) -> tuple[float, float]:
+    """(β, λ) in vaebook's units (loss = ‖x − μ‖² + β‖z‖²/2 + λR) from the RAE code's (β_R, λ_R)
+    (per-pixel-mean loss + β_R·mean_j z_j² + λ_R·R): β = 2·β_R·d_x/d_z, λ = λ_R·d_x."""
+    return 2.0 * float(beta_code) * d_x / d_z, float(lam_code) * d_x
 
 
 def frozen_bn_forward(decoder: nn.Sequential, z: torch.Tensor, out_act: Callable = torch.sigmoid):
@@ -130,28 +121,30 @@ def decoder_weights(decoder: nn.Module) -> list[torch.Tensor]:
 class RAE(DeterministicAutoencoder):
     """Regularised autoencoder; ``regulariser`` ∈ {None, "l2", "gp", "sn"} (see module docstring).
 
-    ``beta``/``lam`` default to the converted RAE-code values for this dataset. ``gp_directions``
-    ("exact" or a number of random directions) and ``gp_examples`` (None = the whole batch, or the
-    first n examples) trade the GP's cost; ``"auto"``: exact on the whole batch for MNIST, exact on 8
-    examples for CelebA, 8 random directions on 8 examples for CelebA-HQ (memory: d_z decoder passes
-    per example are kept for the backward pass).
+    ``beta_code``/``lam_code``: the RAE code's (β_R, λ_R), converted by :func:`rae_hyperparameters`
+    (default: its MNIST values for this variant); ``beta``/``lam`` set β/λ in our units directly instead.
+    ``gp_directions`` ("exact" or a number of random directions) and ``gp_examples`` (None = the whole
+    batch, or the first n examples) trade the GP's cost (memory: d_z decoder passes per example are
+    kept for the backward pass); the datasets' registrations use exact on the whole batch for MNIST,
+    exact on 8 examples for CelebA, 8 random directions on 8 examples for CelebA-HQ.
     """
 
     def __init__(self, arch: str = "mnist", d_z: Optional[int] = None, regulariser: Optional[str] = None,
-                 beta: Optional[float] = None, lam: Optional[float] = None,
-                 gp_directions: Union[str, int] = "auto", gp_examples: Union[int, None, str] = "auto",
-                 sn_power_iterations: int = 1):
+                 beta: Optional[float] = None, lam: Optional[float] = None, beta_code: Optional[float] = None,
+                 lam_code: Optional[float] = None, gp_directions: Union[str, int] = "exact",
+                 gp_examples: Optional[int] = None, sn_power_iterations: int = 1):
         super().__init__(arch, d_z)
         if regulariser not in REGULARISERS:
             raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
         self.regulariser = regulariser
         variant = "rae" if regulariser is None else f"rae-{regulariser}"
-        b0, l0 = rae_hyperparameters(variant, self.dataset, self.d_x, self.d_z)
+        code_b, code_l = RAE_CODE_MNIST[variant]
+        b0, l0 = rae_hyperparameters(code_b if beta_code is None else beta_code,
+                                     code_l if lam_code is None else lam_code, self.d_x, self.d_z)
         self.beta = float(b0 if beta is None else beta)
         self.lam = float(l0 if lam is None else lam)
-        d_dir, d_ex = GP_DEFAULTS[self.dataset]
-        self.gp_directions = d_dir if gp_directions == "auto" else gp_directions
-        self.gp_examples = d_ex if gp_examples == "auto" else gp_examples
+        self.gp_directions = gp_directions
+        self.gp_examples = gp_examples
         if regulariser == "sn":
             from torch.nn.utils.parametrizations import spectral_norm
 

@@ -1,0 +1,91 @@
+"""Table 5 (latent interpolation): parameters, rows, the paper's best rows, and a smoke run end to end."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from vaebook import lab
+from vaebook.experiments.interpolation import EXPERIMENT as INTERP
+from vaebook.experiments.interpolation import best_rows, interpolation_strip
+from vaebook.lab import ParameterError
+from vaebook.lab.compare import VERDICTS
+
+
+def base(**kw):
+    return {"preset": "smoke", "mode": "compute", "device": "cpu", **kw}
+
+
+def test_unknown_model_and_dataset_name_the_allowed_ones():
+    with pytest.raises(ParameterError) as e:
+        INTERP.resolve(base(models=["vae-gaussian", "no-such-model"]))
+    assert "no-such-model" in str(e.value) and "'mle-diag-d'" in str(e.value)
+    with pytest.raises(ParameterError) as e:
+        INTERP.resolve(base(datasets=["cifar10"]))
+    assert "cifar10" in str(e.value) and "'mnist'" in str(e.value)
+    # the Bernoulli VAE is registered for MNIST only
+    with pytest.raises(ParameterError, match="vae-bernoulli"):
+        INTERP.resolve(base(datasets=["celeba64"], models=["vae-bernoulli"]))
+
+
+def test_other_bad_values_are_rejected():
+    with pytest.raises(ParameterError, match="figure_steps"):
+        INTERP.resolve(base(figure_steps=2))
+    with pytest.raises(ParameterError, match="figure_pairs"):
+        INTERP.resolve(base(figure_pairs=9))
+    with pytest.raises(ParameterError, match="fid_samples"):
+        INTERP.resolve(base(fid_samples=60_000))
+    with pytest.raises(ParameterError, match="unknown parameter"):
+        INTERP.resolve(base(sources=["prior"]))  # no latent sources here
+
+
+def test_paper_rows_and_best_rows():
+    from vaebook.models import MODEL_REGISTRY
+    from vaebook.paper import paper_table
+
+    paper, t5 = INTERP.paper_frame(), paper_table("table5")
+    assert len(paper) == int(t5[[c for c in t5.columns if "fid" in c]].notna().sum().sum())
+    assert set(paper["row"]) <= set(MODEL_REGISTRY)
+    assert INTERP.paper_best("mnist") == {"fid_mid_point": "mle-diag-d", "fid_random_point": "mle-diag-d"}
+    assert INTERP.summary(None)["interp_paper_best_mnist"] == "Diag-D (MLE, ours)"
+    assert best_rows({"a": {"fid_mid_point": 3.0, "fid_random_point": math.nan},
+                      "b": {"fid_mid_point": 2.0, "fid_random_point": 5.0}}) == {"fid_mid_point": "b",
+                                                                                   "fid_random_point": "b"}
+
+
+def test_interpolation_strip_runs_from_one_image_to_the_other():
+    from vaebook.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ae", "mnist").eval()
+    x = torch.rand(2, 1, 28, 28)
+    s = interpolation_strip(model, x[0], x[1], 5)
+    assert s.shape == (5, 1, 28, 28)
+    with torch.no_grad():
+        ends = model.reconstruct(x)
+    torch.testing.assert_close(s[0], ends[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(s[-1], ends[1], atol=1e-5, rtol=1e-4)
+
+
+def test_smoke_run_end_to_end(tmp_path, data_root):
+    r = lab.run(INTERP, base(results_dir=str(tmp_path), data_root=str(data_root), datasets=["mnist"],
+                             models=["vae-gaussian", "ae", "rae-sn"]), log=lambda *_: None)
+    t = pd.read_csv(r.final_dir / "table5.csv")
+    assert list(t.columns[:9]) == ["dataset", "group", "model", "row", "metric", "paper", "ours", "verdict", "reason"]
+    assert len(t) == len(INTERP.paper_frame()) + 2  # every paper cell + RAE-SN's two (not in the paper)
+    assert set(t["verdict"].dropna()) <= set(VERDICTS)
+    mn = t[t["dataset"] == "mnist"].set_index(["row", "metric"])
+    assert (mn.loc["rae-sn", "verdict"] == "ours only").all()
+    assert mn.loc["ae", "ours"].notna().all() and mn.loc["ae", "verdict"].notna().all()
+    assert "not comparable" in mn.loc[("ae", "fid_mid_point"), "reason"]
+    assert (r.final_dir / "fig_J9_mnist_interpolations.png").is_file()
+    s = INTERP.summary(lab.load_results(r.final_dir))
+    assert s["interp_pairs"] == "8" and s["interp_dims"] == "64" and s["interp_best_mnist"] != "n/a"
+
+
+def test_bad_parameter_is_refused_before_anything_is_written(tmp_path, data_root):
+    with pytest.raises(ParameterError, match="models"):
+        lab.run(INTERP, base(results_dir=str(tmp_path), data_root=str(data_root), models=["nope"]))
+    with pytest.raises(ParameterError, match="n_train"):
+        lab.run(INTERP, base(results_dir=str(tmp_path), data_root=str(data_root), datasets=["mnist"], n_train=70_000))
+    assert not (tmp_path / "smoke").exists()

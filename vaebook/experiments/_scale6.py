@@ -1,0 +1,366 @@
+"""Section 6 (Tables 4–7) in one place: its scale, its one :class:`~vaebook.lab.Job` per (model,
+dataset), its row naming and its verdict rule. No experiment loop lives here.
+
+``generation`` (Table 4), ``celebahq`` (Table 6), ``interpolation`` (Table 5) and ``nll`` (Table 7)
+all build their jobs with :func:`job` from the same :data:`PRESETS`, so a model trained for one page is
+the same zoo entry for the others (same dataset-spec optimiser setting, same preset overrides, same
+training images, same seed).
+
+Choices the paper does not state (ours): the preset data sizes (the first ``n`` images of a split),
+the FID sample counts and feature sizes (only ``full`` uses the paper's 10,000 samples and 2048-d
+features; other FIDs are marked as not comparable), the second-stage VAE sizes and GMM iterations.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from vaebook.lab.compare import pairwise_trend, verdict
+from vaebook.lab.params import ParameterError, ParamSpec
+
+DATASETS = ("mnist", "celeba64", "celebahq128")
+PAPER_FID_SAMPLES, PAPER_FID_DIMS, PAPER_IWAE_K = 10_000, 2048, 500
+
+#: The Section-6 scale. ``train``: overrides of the dataset spec's optimiser setting (App. I); ``models``:
+#: the default rows per dataset (absent = every row the paper prints for it); the rest per dataset or global.
+PRESETS = {
+    # seconds on CPU: a code-path test only. CelebA nets cost ~10 GFLOP (64²) / ~80 GFLOP (128²) per decoded
+    # image, so the CelebA smoke runs use a couple of models, tiny batches and a handful of images.
+    "smoke": dict(
+        n_train={"mnist": 256, "celeba64": 104, "celebahq128": 16},
+        n_test={"mnist": 64, "celeba64": 8, "celebahq128": 4},
+        train={"mnist": dict(epochs=1, max_steps=1, batch_size=32),
+               "celeba64": dict(epochs=1, max_steps=1, batch_size=4),
+               "celebahq128": dict(epochs=1, max_steps=1, batch_size=2)},
+        fid_samples={"mnist": 8, "celeba64": 8, "celebahq128": 4}, fid_dims=64, iwae_k=4, tsne_points=32,
+        second_stage=dict(width=32, depth=1, epochs=1, max_steps=3, batch_size=32), gmm_max_iter=20, eval_batch=64,
+        models={"celeba64": ["vae-gaussian", "mle-diag-d"], "celebahq128": ["mle-diag-d"]}),
+    # subsets and 8 epochs: trends; CelebA needs a GPU at this size. FIDs are compared by ordering only.
+    "medium": dict(
+        n_train={"mnist": 6_000, "celeba64": 6_000, "celebahq128": 3_000},
+        n_test={"mnist": 2_000, "celeba64": 1_000, "celebahq128": 300},
+        train={d: dict(epochs=8) for d in DATASETS},
+        fid_samples={"mnist": 1_000, "celeba64": 1_000, "celebahq128": 300}, fid_dims=2048, iwae_k=100,
+        tsne_points=1_000, second_stage=dict(width=256, depth=2, epochs=20), gmm_max_iter=100, eval_batch=500,
+        models={}),
+    # the paper: whole splits, its epochs, 10,000 FID samples with 2048-d Inception features, k = 500.
+    "full": dict(
+        n_train={d: None for d in DATASETS}, n_test={d: None for d in DATASETS}, train={},
+        fid_samples={d: PAPER_FID_SAMPLES for d in DATASETS}, fid_dims=PAPER_FID_DIMS, iwae_k=PAPER_IWAE_K,
+        tsne_points=2_000, second_stage=dict(width=1024, depth=3, epochs=50), gmm_max_iter=100, eval_batch=500,
+        models={}),
+}
+
+#: The size knobs every Section-6 page takes (``None`` = the preset's value for each dataset).
+SIZE_PARAMS = {
+    "models": ParamSpec("list", allow_none=True, default=None,
+                        doc="registered model names; None = every row the paper prints (a subset at smoke)"),
+    "n_train": ParamSpec("int", min=2, max=200_000, allow_none=True, default=None,
+                         doc="training images per dataset (at most the split); None = preset"),
+    "n_test": ParamSpec("int", min=2, max=30_000, allow_none=True, default=None,
+                        doc="test images per dataset (at most the split); None = preset"),
+}
+FID_PARAMS = {
+    "fid_samples": ParamSpec("int", min=2, max=50_000, allow_none=True, default=None,
+                             doc="images per FID; None = preset (paper: 10,000)"),
+    "fid_dims": ParamSpec("int", choices=(64, 192, 768, 2048), allow_none=True, default=None,
+                          doc="Inception feature size; None = preset (paper: 2048)"),
+}
+
+
+def experiment_presets(keys: Sequence[str], datasets) -> dict:
+    """An experiment's ``presets``: the Section-6 settings ``keys`` of each preset, plus its default
+    ``datasets`` (a list, or ``{preset: list}``)."""
+    return {name: {**{k: s[k] for k in keys}, "datasets": list(datasets[name] if isinstance(datasets, dict)
+                                                                  else datasets)}
+            for name, s in PRESETS.items()}
+
+
+def per_dataset(p: dict, key: str, dataset: str):
+    """A resolved setting for ``dataset``: a parameter value applies to every dataset, a preset's is per dataset."""
+    v = p.get(key)
+    return v.get(dataset) if isinstance(v, dict) else v
+
+
+def job(model: str, dataset: str, p: dict):
+    """The one Job of ``model`` on ``dataset`` at the resolved parameters ``p`` (shared by Tables 4–7).
+
+    The dataset's baseline hyperparameters (``model_defaults``) are passed as model kwargs so they are
+    part of the zoo's cache key.
+    """
+    from vaebook.data import dataset_spec
+    from vaebook.lab import Job
+
+    spec = dataset_spec(dataset)
+    train = {**spec.train, **PRESETS[p["preset"]]["train"].get(dataset, {})}
+    if p.get("epochs") is not None:
+        train["epochs"] = int(p["epochs"])
+    n = per_dataset(p, "n_train", dataset)
+    return Job.make(model, dataset, train, seed=int(p["seed"]), model_kwargs=dict(spec.model_defaults.get(model, {})),
+                    variant=None if n is None else {"n_train": int(n)}, tag=f"{model} on {dataset}")
+
+
+def load(ctx, dataset: str):
+    """The run's images of ``dataset`` (stand-in images only at smoke); a missing dataset raises the data
+    layer's error, with how to leave the dataset out when others are selected."""
+    from vaebook.data import DataError
+
+    try:
+        data = ctx.data(dataset, per_dataset(ctx.p, "n_train", dataset), per_dataset(ctx.p, "n_test", dataset))
+    except DataError as e:
+        others = [d for d in ctx.p["datasets"] if d != dataset]
+        if others:
+            raise type(e)(f"{e} (Or run {ctx.experiment.name!r} without it: datasets={others}.)") from e
+        raise
+    n_test = per_dataset(ctx.p, "n_test", dataset)
+    if n_test is not None and len(data.test) < n_test:
+        raise ParameterError(f"parameter 'n_test' = {n_test} but {data.spec.label} has {len(data.test):,} test "
+                             f"images; choose n_test <= {len(data.test):,}.")
+    return data
+
+
+# -- rows ---------------------------------------------------------------------------------------
+def unit_id(dataset: str, model: str) -> str:
+    return f"{dataset}--{model}"
+
+
+def registry_name(label: str, group: str) -> Optional[str]:
+    """The registered model with the paper's row ``label`` in ``group`` (None when there is none)."""
+    from vaebook.models import MODEL_REGISTRY
+
+    return next((n for n, s in MODEL_REGISTRY.items() if s.label == label and s.group == group), None)
+
+
+def paper_row_key(r) -> str:
+    """Our key of a paper table row (``model`` label, ``group``): the registered model with that label and
+    group, else the label itself (so a paper row without a model still shows, as not run)."""
+    return registry_name(r["model"], r["group"]) or f"{r['group']}: {r['model']}"
+
+
+def paper_extra(r) -> dict:
+    """Display columns of a paper row (for :func:`vaebook.lab.paper.long_rows`)."""
+    return {"model": display(paper_row_key(r)), "group": r["group"]}
+
+
+def display(name: str) -> str:
+    """A row's name for tables and figures, from the registry: label (σx² spelled out) + the group."""
+    from vaebook.models import MODEL_REGISTRY
+
+    spec = MODEL_REGISTRY.get(name)
+    if spec is None:
+        return name
+    pretty = spec.label.replace("sigma_x^2", "σx²")
+    return pretty + {"trainable_Sigma_x": " (trainable Σx)", "proposed_MLE": " (MLE, ours)"}.get(spec.group, "")
+
+
+def group(name: str) -> str:
+    from vaebook.models import MODEL_REGISTRY
+
+    return MODEL_REGISTRY[name].group if name in MODEL_REGISTRY else ""
+
+
+def row_info(name: str) -> dict:
+    return {"model": display(name), "group": group(name)}
+
+
+def check_models(p: dict) -> None:
+    """Requested models: registered, and each registered for at least one selected dataset."""
+    from vaebook.models import MODEL_REGISTRY
+
+    req = p.get("models")
+    if not isinstance(req, list):
+        return
+    bad = [m for m in req if m not in MODEL_REGISTRY]
+    if bad:
+        raise ParameterError(f"parameter 'models': unknown model(s) {bad}; the registered models are "
+                             f"{sorted(MODEL_REGISTRY)}.")
+    unused = [m for m in req if not set(MODEL_REGISTRY[m].datasets) & set(p["datasets"])]
+    if unused:
+        raise ParameterError(f"parameter 'models': {unused} apply to none of the selected datasets {p['datasets']} ("
+                             + "; ".join(f"{m}: {list(MODEL_REGISTRY[m].datasets)}" for m in unused) + ").")
+
+
+def models_for(p: dict, dataset: str, paper_rows: Sequence[str]) -> list:
+    """The rows to run on ``dataset``: the requested models registered for it, or (none requested) the
+    paper's rows for it, restricted to the preset's subset where it has one."""
+    from vaebook.models import MODEL_REGISTRY
+
+    req = p.get("models")
+    if isinstance(req, list):
+        return [m for m in dict.fromkeys(req) if dataset in MODEL_REGISTRY[m].datasets]
+    subset = (req or {}).get(dataset)
+    return [m for m in paper_rows if m in MODEL_REGISTRY and (subset is None or m in subset)]
+
+
+def units(ctx, paper: pd.DataFrame) -> list:
+    """The units of a Section-6 table: one per (selected dataset, model row), each with its :func:`job`.
+    Each dataset's images are loaded here, so a missing dataset stops the run before anything is written."""
+    from vaebook.lab import Unit
+
+    out = []
+    for d in ctx.p["datasets"]:
+        load(ctx, d)
+        rows = list(dict.fromkeys(paper.loc[paper["dataset"] == d, "row"])) if len(paper) else []
+        out += [Unit.make(unit_id(d, m), [job(m, d, ctx.p)], dataset=d, model=m) for m in models_for(ctx.p, d, rows)]
+    return out
+
+
+def failed_rows(base: dict, metrics: Sequence[str], reason: str) -> list:
+    """Cells of a model that did not train (never scored)."""
+    return [{**base, "metric": m, "ours": math.nan, "failed": reason or "did not train"} for m in metrics]
+
+
+# -- FID scale ---------------------------------------------------------------------------------
+def fid_comparable(n_samples: int, dims: int) -> bool:
+    """Whether an FID is on the paper's scale (10,000 samples, 2048-d pool3 features)."""
+    return dims == PAPER_FID_DIMS and n_samples >= PAPER_FID_SAMPLES
+
+
+def fid_note(n_samples: int, dims: int) -> str:
+    if fid_comparable(n_samples, dims):
+        return ""
+    return (f"FID from {n_samples:,} samples with {dims}-d Inception features is not comparable with the paper's "
+            f"({PAPER_FID_SAMPLES:,} samples, {PAPER_FID_DIMS}-d): only the ordering is compared")
+
+
+def data_note(data) -> str:
+    return f"{data.source}: the numbers say nothing about the paper" if data.generated else ""
+
+
+def reference(data, dims: int, device):
+    """FID reference statistics of the run's test images (cached on disk by content hash)."""
+    from vaebook.metrics.fid import reference_stats
+
+    return reference_stats(f"{data.dataset}-test-{data.test_hash[:16]}", data.test, n=len(data.test), dims=dims,
+                           batch_size=fid_batch(device), device=device)
+
+
+def fid_batch(device) -> int:
+    return 200 if str(device).startswith("cuda") else 50
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+MLE_ROWS = ("mle-iso-i", "mle-iso-d", "mle-diag-i", "mle-diag-d")
+
+
+def reference_row(name: str, available: Sequence[str], twin: bool) -> Optional[str]:
+    """The row a cell's trend is read against: an MLE model against the trainable-Σx model of the same
+    shape (``twin``: Tables 4, 5 — the paper's comparison of their bottom eight rows), else against the
+    σx² = 1 VAE (Tables 6, 7); a trainable model against its MLE twin; any other row against the first
+    MLE row that ran."""
+    if name.startswith("mle-"):
+        prefs = ([name.replace("mle-", "trainable-")] if twin else []) + ["vae-gaussian"]
+    elif name.startswith("trainable-"):
+        prefs = [name.replace("trainable-", "mle-")]
+    else:
+        prefs = list(MLE_ROWS)
+    return next((r for r in prefs if r != name and r in available), None)
+
+
+def judge(twin: bool, notes: Optional[dict] = None, rel_tol: float = 0.1):
+    """The verdict rule of Tables 4–7 for :func:`vaebook.lab.compare.compare`.
+
+    ``match`` within ``rel_tol`` of the paper; else ``trend holds`` when ours lies on the same side of
+    :func:`reference_row` as the paper's value (:func:`~vaebook.lab.compare.pairwise_trend`; the paper's
+    ties within 5 % must stay within 10 %); else ``differs``. A cell with a ``note`` (an FID off the
+    paper's scale, stand-in images) cannot ``match``. ``notes[(dataset, row)]``: the paper's footnotes.
+    """
+    notes = notes or {}
+
+    def rule(cell: pd.Series, df: pd.DataFrame) -> tuple:
+        same = df[(df["dataset"] == cell["dataset"]) & (df["metric"] == cell["metric"]) & df["ours"].notna()]
+        ref = reference_row(cell["row"], list(same["row"]), twin)
+        trend = None
+        if ref is not None:
+            r = same[same["row"] == ref].iloc[0]
+            trend = pairwise_trend(cell["paper"], r["paper"], cell["ours"], r["ours"], display(ref))
+        note = cell.get("note") if isinstance(cell.get("note"), str) else ""
+        text = "; ".join(x for x in (note, notes.get((cell["dataset"], cell["row"]), "")) if x)
+        v, why = verdict(cell["paper"], cell["ours"], rel_tol=0.0 if note else rel_tol, trend=trend, note=text)
+        if note and v == "match":  # equal by chance: a value off the paper's scale cannot match
+            v = "trend holds" if (trend and trend[0]) else "differs"
+        return v, why
+
+    return rule
+
+
+def finish_table(df: pd.DataFrame, ran: set, datasets: Sequence[str], metric_hint: str = "not computed in this run",
+                 dataset_order: Sequence[str] = DATASETS, metric_order: Sequence[str] = ()) -> pd.DataFrame:
+    """Say why a paper cell was not run (dataset / model / metric not selected: ``metric_hint``), drop the
+    helper columns, and sort: datasets in ``dataset_order``, then metrics in ``metric_order`` (the paper's
+    column order), then rows as given. ``ran``: the (row, dataset) pairs that were run."""
+    df = df.drop(columns=[c for c in ("note",) if c in df]).copy()
+    if len(df):
+        rows = {r: i for i, r in enumerate(dict.fromkeys(df["row"]))}
+        key = pd.DataFrame({"d": df["dataset"].map(lambda d: list(dataset_order).index(d) if d in dataset_order
+                                                    else len(dataset_order)),
+                            "r": df["row"].map(rows),
+                            "m": df["metric"].map(lambda m: list(metric_order).index(m) if m in metric_order
+                                                  else len(metric_order))}, index=df.index)
+        df = df.loc[key.sort_values(["d", "m", "r"], kind="stable").index].reset_index(drop=True)
+    for i, r in df.iterrows():
+        if r["verdict"] is None or (isinstance(r["verdict"], float) and math.isnan(r["verdict"])):
+            if r["reason"] != "not run":
+                continue
+            if r["dataset"] not in datasets:
+                why = f"not run: dataset {r['dataset']!r} not selected (parameter 'datasets')"
+            elif (r["row"], r["dataset"]) not in ran:
+                why = "not run: model not selected (parameter 'models'; the smoke preset runs a subset)"
+            else:
+                why = f"not run: {metric_hint}"
+            df.at[i, "reason"] = why
+    return df
+
+
+def order(paper: pd.DataFrame, ours: pd.DataFrame) -> list:
+    """Row keys in display order: the paper's rows, then ours in registry order."""
+    from vaebook.models import MODEL_REGISTRY
+
+    rows = list(dict.fromkeys(paper["row"])) if len(paper) else []
+    extra = set(ours["row"]) if len(ours) else set()
+    return rows + [n for n in MODEL_REGISTRY if n in extra and n not in rows]
+
+
+def epoch_seconds(history: list, n_train: int, batch_size: int) -> float:
+    """Seconds per full epoch from a training history (time per step × steps per epoch, so the partial
+    epochs of short runs count correctly)."""
+    prev, rates = 0, []
+    for rec in history:
+        steps = int(rec.get("step", 0)) - prev
+        prev = int(rec.get("step", prev))
+        if steps > 0 and rec.get("time_s") is not None:
+            rates.append(float(rec["time_s"]) / steps)
+    if not rates:
+        return math.nan
+    return sum(rates) / len(rates) * max(1, n_train // batch_size)
+
+
+def source_hash(exp) -> str:
+    """The runtime's source hash of ``exp`` (its module, metrics, samplers, lab) plus the modules of its
+    experiment base classes and this one, so editing Table 4's class or a helper here re-evaluates Table 6."""
+    import sys
+
+    from vaebook.lab import Experiment
+
+    cls = type(exp)
+    mods = [sys.modules[c.__module__] for c in cls.__mro__ if issubclass(c, Experiment) and c is not Experiment]
+    h = hashlib.blake2b(Experiment.source_hash(exp).encode(), digest_size=8)
+    for m in dict.fromkeys(mods + [sys.modules[__name__]]):
+        h.update(inspect.getsource(m).encode())
+    return h.hexdigest()
+
+
+def eval_key(p: dict) -> dict:
+    """What a unit's evaluation depends on: every parameter but the selection (``datasets``, ``models``: the
+    unit and its job name those), so adding a dataset or a model does not re-evaluate the others."""
+    return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root", "datasets", "models")}
+
+
+__all__ = ["PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
+           "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
+           "models_for", "units", "failed_rows", "fid_comparable", "fid_note", "data_note", "reference", "fid_batch",
+           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "source_hash", "eval_key"]
