@@ -12,14 +12,13 @@ features; other FIDs are marked as not comparable), the second-stage VAE sizes a
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
 from typing import Optional, Sequence
 
 import pandas as pd
 
 from vaebook.lab.compare import pairwise_trend, verdict
+from vaebook.lab.experiment import Experiment
 from vaebook.lab.params import ParameterError, ParamSpec
 
 DATASETS = ("mnist", "celeba64", "celebahq128")
@@ -339,28 +338,29 @@ def epoch_seconds(history: list, n_train: int, batch_size: int) -> float:
     return sum(rates) / len(rates) * max(1, n_train // batch_size)
 
 
-def source_hash(exp) -> str:
-    """The runtime's source hash of ``exp`` (its module, metrics, samplers, lab) plus the modules of its
-    experiment base classes and this one, so editing Table 4's class or a helper here re-evaluates Table 6."""
-    import sys
+class Section6Experiment(Experiment):
+    """What the experiments of Tables 4–7 share: one unit per (dataset, model row) from :func:`units`, the model
+    and dataset checks, and an evaluation key without the selection. A subclass defines ``paper_frame``."""
 
-    from vaebook.lab import Experiment
+    def paper_frame(self) -> pd.DataFrame:
+        raise NotImplementedError
 
-    cls = type(exp)
-    mods = [sys.modules[c.__module__] for c in cls.__mro__ if issubclass(c, Experiment) and c is not Experiment]
-    h = hashlib.blake2b(Experiment.source_hash(exp).encode(), digest_size=8)
-    for m in dict.fromkeys(mods + [sys.modules[__name__]]):
-        h.update(inspect.getsource(m).encode())
-    return h.hexdigest()
+    def eval_key(self, unit, p: dict) -> dict:
+        """Every parameter but the selection (``datasets``, ``models``: the unit and its job name those), so
+        adding a dataset or a model does not re-evaluate the others."""
+        return {k: v for k, v in p.items()
+                if k not in ("mode", "device", "results_dir", "data_root", "datasets", "models")}
 
+    def check(self, p: dict) -> None:
+        p["datasets"] = list(dict.fromkeys(p["datasets"]))
+        check_models(p)
 
-def eval_key(p: dict) -> dict:
-    """What a unit's evaluation depends on: every parameter but the selection (``datasets``, ``models``: the
-    unit and its job name those), so adding a dataset or a model does not re-evaluate the others."""
-    return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root", "datasets", "models")}
+    def plan(self, ctx) -> list:
+        """One unit per (dataset, model row); a missing dataset stops here, before anything is written."""
+        return units(ctx, self.paper_frame())
 
 
 __all__ = ["PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
            "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
            "models_for", "units", "failed_rows", "fid_comparable", "fid_note", "data_note", "reference", "fid_batch",
-           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "source_hash", "eval_key"]
+           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment"]

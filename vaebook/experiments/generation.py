@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from vaebook.experiments import _scale6 as scale
-from vaebook.lab import Experiment, ParamSpec, Unit, rows_frame
+from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, spearman, verdict, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
 
@@ -40,7 +40,7 @@ PAPER_NOTES = {
 }
 
 
-class Generation(Experiment):
+class Generation(scale.Section6Experiment):
     """Table 4 (``table="table4"``, MNIST and CelebA) or Table 6 (``table="table6"``, CelebA-HQ):
     MSE and FID per latent source for every model row."""
 
@@ -72,12 +72,6 @@ class Generation(Experiment):
         params["figure_images"] = ParamSpec("int", min=1, max=16, default=8, doc="images per strip in the figures")
         self.params = params
 
-    def source_hash(self) -> str:
-        return scale.source_hash(self)
-
-    def eval_key(self, unit, p: dict) -> dict:
-        return scale.eval_key(p)
-
     # -- the paper ---------------------------------------------------------------------------
     def paper_frame(self) -> pd.DataFrame:
         """The paper's cells of this table as long rows (row = registry name)."""
@@ -100,14 +94,6 @@ class Generation(Experiment):
         return list(dict.fromkeys(p["sources"])) if p.get("sources") else self.paper_sources(dataset)
 
     # -- the experiment -------------------------------------------------------------------------
-    def check(self, p: dict) -> None:
-        p["datasets"] = list(dict.fromkeys(p["datasets"]))
-        scale.check_models(p)
-
-    def plan(self, ctx) -> list:
-        """One unit per (dataset, model row); a missing dataset stops here, before anything is written."""
-        return scale.units(ctx, self.paper_frame())
-
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: MSE, its learned σx², FID per latent source, images for the figures, time per epoch."""
         from vaebook.metrics._util import encode_means, model_device

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from vaebook.experiments import _scale6 as scale
-from vaebook.lab import Experiment, ParamSpec, Unit, rows_frame
+from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
 
@@ -26,7 +26,7 @@ RATIOS = {"fid_mid_point": "mid", "fid_random_point": "random"}
 METRIC_LABELS = {"fid_mid_point": "FID mid-point", "fid_random_point": "FID random-point"}
 
 
-class Interpolation(Experiment):
+class Interpolation(scale.Section6Experiment):
     """Table 5: interpolation FIDs per model row, and Figure J.9."""
 
     name = "interpolation"
@@ -45,25 +45,11 @@ class Interpolation(Experiment):
                  "reuses the models the `generation` page trained (run it first: about a day on one recent data-centre "
                  "GPU, our estimate); the 2 × 10,000-pair FIDs of the 28 models then take well under an hour.")
 
-    def source_hash(self) -> str:
-        return scale.source_hash(self)
-
-    def eval_key(self, unit, p: dict) -> dict:
-        return scale.eval_key(p)
-
     def paper_frame(self) -> pd.DataFrame:
         from vaebook.lab.paper import long_rows
 
         columns = {PREFIX[d] + m: (d, m) for d in DATASETS for m in RATIOS}
         return long_rows(TABLE, scale.paper_row_key, columns, extra=scale.paper_extra)
-
-    def check(self, p: dict) -> None:
-        p["datasets"] = list(dict.fromkeys(p["datasets"]))
-        scale.check_models(p)
-
-    def plan(self, ctx) -> list:
-        """One unit per (dataset, model row); a missing dataset stops here, before anything is written."""
-        return scale.units(ctx, self.paper_frame())
 
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: mid-point and random-point interpolation FIDs, and the strips of Figure J.9."""

@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from vaebook.experiments import _scale6 as scale
-from vaebook.lab import Experiment, ParameterError, ParamSpec, Unit, rows_frame
+from vaebook.lab import ParameterError, ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
 
@@ -42,7 +42,7 @@ DECODE_BUDGET = {"mnist": 5_000, "celeba64": 200, "celebahq128": 50}
 METRIC_LABELS = {"nll": "NLL bound (nats)"}
 
 
-class NLL(Experiment):
+class NLL(scale.Section6Experiment):
     """Table 7: the IWAE bound per (dataset, model)."""
 
     name = "nll"
@@ -62,12 +62,6 @@ class NLL(Experiment):
                  "data-centre GPU, our estimate; CelebA-HQ must be installed) and then draws 500 importance samples "
                  "per test image: a few more GPU-hours.")
 
-    def source_hash(self) -> str:
-        return scale.source_hash(self)
-
-    def eval_key(self, unit, p: dict) -> dict:
-        return scale.eval_key(p)
-
     def paper_frame(self) -> pd.DataFrame:
         from vaebook.lab.paper import long_rows
 
@@ -75,13 +69,9 @@ class NLL(Experiment):
                          extra=lambda r: {"dataset": TABLE7_DATASET[r["dataset"]], "printed": r["printed"],
                                           "model": scale.display(_row_key(r)), "group": r["group"]})
 
-    def check(self, p: dict) -> None:
-        p["datasets"] = list(dict.fromkeys(p["datasets"]))
-        scale.check_models(p)
-
     def plan(self, ctx) -> list:
         """One unit per (dataset, model row); requested models must define p(x|z)."""
-        units = scale.units(ctx, self.paper_frame())
+        units = super().plan(ctx)
         if isinstance(ctx.p["models"], list):
             seen = {}
             for u in units:

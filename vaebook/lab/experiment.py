@@ -18,7 +18,6 @@ written atomically when it finishes; a re-run skips finished units) â†’ report â
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import pandas as pd
 import torch
 
 from vaebook.io import atomic_torch_save
-from vaebook.lab.params import ParameterError, ParamSpec, check_device, common_params, validate_params
+from vaebook.lab.params import ParameterError, check_device, common_params, validate_params
 from vaebook.lab.results import Run, find_results, jsonable
 from vaebook.lab.zoo import Job, TrainedModel, Zoo, code_version
 
@@ -104,14 +103,15 @@ class Experiment:
         return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root")}
 
     def source_hash(self) -> str:
-        """Hash of the experiment's module and of the evaluation code it may call (metrics, samplers, lab)."""
+        """Hash of the evaluation code a unit may run: the experiment's package (its module, base classes and
+        shared helpers) and the metrics, samplers, theory and runtime packages."""
         import sys
 
+        pkg = Path(sys.modules[type(self).__module__].__file__).resolve().parent
         root = Path(__file__).resolve().parents[1]
         h = hashlib.blake2b(digest_size=8)
-        h.update(inspect.getsource(sys.modules[type(self).__module__]).encode())
-        for pkg in ("metrics", "posterior", "lab", "theory"):
-            for f in sorted((root / pkg).rglob("*.py")):
+        for folder in [pkg] + [root / d for d in ("metrics", "posterior", "lab", "theory")]:
+            for f in sorted(folder.rglob("*.py")):
                 h.update(f.read_bytes())
         return h.hexdigest()
 
