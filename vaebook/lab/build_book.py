@@ -82,6 +82,27 @@ def _copy_sources(dst: Path) -> None:
             raise BookBuildError(f"book source {src} is missing")
 
 
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository (the notebooks run there) when inside it, so no machine path is
+    injected into a page."""
+    try:
+        return Path(path).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def hide_parameter_cells(nb_path: Path) -> None:
+    """Tag the parameters and papermill's injected cells ``remove-cell``: a reader sees results, not knobs."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    for c in nb.cells:
+        tags = c.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, nb_path)
+
+
 def prepare(tmp: Path, results_dir: Path, executed_dir: Optional[Path], allow_missing: bool = False,
             log=print) -> list[str]:
     """Fill ``tmp`` with ready-to-render sources; returns the notebooks left out (``allow_missing``)."""
@@ -103,12 +124,14 @@ def prepare(tmp: Path, results_dir: Path, executed_dir: Optional[Path], allow_mi
             raise BookBuildError(f"notebooks/{name}.ipynb is missing; add it or pass --allow-missing")
         why = "not in --executed-dir" if executed_dir else "report mode"
         log(f"[build_book] {name}: executing ({why}) against {results_dir}")
-        run_notebook(name, target, {"mode": "report", "results_dir": str(results_dir)})
+        run_notebook(name, target, {"mode": "report", "results_dir": _rel(results_dir)})
     # the status page reads the results directly
     import papermill as pm
 
-    pm.execute_notebook(str(REPO / STATUS), str(tmp / STATUS), parameters={"results_dir": str(results_dir)},
+    pm.execute_notebook(str(REPO / STATUS), str(tmp / STATUS), parameters={"results_dir": _rel(results_dir)},
                         kernel_name=ensure_kernel(), cwd=str(REPO), progress_bar=False)
+    for nb in [tmp / STATUS, *(tmp / "notebooks").glob("*.ipynb")]:
+        hide_parameter_cells(nb)
     if missing:
         toc_p = tmp / "_toc.yml"
         toc = yaml.safe_load(toc_p.read_text())

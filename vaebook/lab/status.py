@@ -7,8 +7,8 @@ from vaebook.lab.compare import verdict_counts
 
 
 def status_table(results_dir) -> pd.DataFrame:
-    """Experiment, table, preset, provenance, cells and verdict counts, and a note (smoke = not a result), in
-    book order (the notebooks of ``_toc.yml``)."""
+    """Experiment, table, preset, provenance, cells compared (paper cells we did not run are counted apart, as
+    ``not run``) and verdict counts, and a note (smoke = not a result), in book order (``_toc.yml``)."""
     from vaebook.lab.page import experiments
     from vaebook.lab.run_all import notebooks
 
@@ -27,8 +27,9 @@ def status_table(results_dir) -> pd.DataFrame:
             rows.append({"notebook": name, "table": "–", "preset": res.preset, "provenance": res.label, "cells": 0,
                          **verdict_counts(None), "note": note or "no comparison table"})
         for tname, t in tabs.items():
+            c = verdict_counts(t)
             rows.append({"notebook": name, "table": tname, "preset": res.preset, "provenance": res.label,
-                         "cells": len(t), **verdict_counts(t), "note": note})
+                         "cells": len(t) - c["not run"], **c, "note": note})
     return pd.DataFrame(rows)
 
 
