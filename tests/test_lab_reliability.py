@@ -109,21 +109,11 @@ def test_bad_values_refused(tmp_path, bad, name):
         _p(tmp_path, **bad)
 
 
-def test_results_dir_that_is_a_file_or_read_only_is_refused(tmp_path):
+def test_results_dir_that_is_a_file_is_refused(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(ParameterError, match="results_dir.*file"):
         _p(f)
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(ParameterError, match="results_dir.*cannot write"):
-            _p(ro / "sub")
-    finally:
-        ro.chmod(0o700)
 
 
 def test_tilde_is_expanded(tmp_path, monkeypatch):
@@ -215,4 +205,33 @@ def test_batch_larger_than_training_set_is_refused_before_writing(tmp_path):
             lab.run(Exp(), {"preset": "smoke", "results_dir": str(tmp_path), "device": "cpu"})
     finally:
         E.Context.job_data = orig
+    assert not any(tmp_path.iterdir())
+
+
+def test_read_only_results_dir_is_refused(tmp_path, monkeypatch):
+    """(Root can write anywhere, so the permission answer is simulated.)"""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(ro) else real(p, mode))
+    with pytest.raises(ParameterError, match="results_dir.*cannot write"):
+        _p(ro / "sub")
+
+
+@pytest.mark.parametrize("name, bad", [("theory", {"claims": []}), ("generation", {"datasets": []}),
+                                       ("smoothness", {"encodings": []}), ("generation", {"fid_samples": 10**9})])
+def test_empty_lists_and_unbounded_sizes_are_refused_before_writing(tmp_path, name, bad):
+    from vaebook.lab.page import get_experiment
+
+    with pytest.raises(ParameterError, match=next(iter(bad))):
+        lab.run(get_experiment(name), {"preset": "smoke", "results_dir": str(tmp_path), "device": "cpu", **bad})
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_is_refused_before_writing(tmp_path):
+    from vaebook.lab.page import get_experiment
+
+    with pytest.raises(ParameterError, match="device"):
+        lab.run(get_experiment("theory"), {"preset": "smoke", "results_dir": str(tmp_path), "device": "cuda"})
     assert not any(tmp_path.iterdir())
