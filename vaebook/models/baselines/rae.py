@@ -39,10 +39,10 @@ from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
-from torch.func import jvp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from vaebook.models.base import LossOutput, register_model
+from vaebook.metrics.smoothness import jacobian_sq_frobenius
 from vaebook.models.baselines._common import DeterministicAutoencoder, per_image_sq_error
 
 REGULARISERS = (None, "l2", "gp", "sn")
@@ -92,27 +92,6 @@ def frozen_bn_forward(decoder: nn.Sequential, z: torch.Tensor, out_act: Callable
     return out_act(h), f
 
 
-def jacobian_sq_frobenius(f: Callable, z: torch.Tensor, directions: Union[str, int] = "exact",
-                          generator: Optional[torch.Generator] = None, chunk_size: Optional[int] = None):
-    """Per-example ‖∂f(z)_i/∂z_i‖²_F for a per-example function ``f`` (B×d_z → B×…) → ``B``.
-
-    ``"exact"``: Σ_k ‖J e_k‖² over the d_z basis directions (d_z JVPs, vmapped). An int n: the
-    unbiased estimate (1/n) Σ_p ‖J v_p‖², v_p ~ N(0, I). Differentiable (reverse-over-forward).
-    """
-    b, d = z.shape
-    if directions == "exact":
-        tangents = torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, b, d)
-        scale = 1.0
-    else:
-        n = int(directions)
-        if n < 1:
-            raise ValueError(f"directions must be 'exact' or a positive int, got {directions!r}")
-        tangents = torch.randn((n, b, d), generator=generator, dtype=z.dtype, device=z.device)
-        scale = 1.0 / n
-    jv = vmap(lambda t: jvp(f, (z,), (t,))[1], chunk_size=chunk_size)(tangents)  # P×B×…
-    return jv.pow(2).flatten(2).sum(-1).sum(0) * scale
-
-
 def decoder_weights(decoder: nn.Module) -> list[torch.Tensor]:
     """The weight matrices / kernels of the decoder's Linear and (transposed) conv layers."""
     return [m.weight for m in decoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
@@ -156,7 +135,7 @@ class RAE(DeterministicAutoencoder):
         """(mean over examples of ‖∇_z μθ(z)‖²_F, decoded mean image of the whole batch)."""
         mu, f = frozen_bn_forward(self.decoder, z)
         zs = z if self.gp_examples is None else z[: int(self.gp_examples)]
-        gp = jacobian_sq_frobenius(f, zs, self.gp_directions, generator)
+        gp = jacobian_sq_frobenius(f, zs, self.gp_directions, generator)  # Eq. (6) integrand, vaebook.metrics
         return gp.mean(), mu
 
     def loss(self, x, generator=None):
