@@ -43,11 +43,11 @@ def _compare(paper, ours, table, collapse_rows=None, mi_cap=None):
 
 
 # --- verdict rules ----------------------------------------------------------------------------------
-def test_compare_trend_and_collapse_rules():
+def test_compare_band_direction_and_collapse_rules():
     key = [0.0, -0.3, -0.6, -1.0]
     paper = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.0, 10.0, 15.0, 20.0], "mi": [0.03, 15.0, 30.0, 50.0],
                           "els": [1e-3, 5.0, 8.0, 10.0], "mse": [52.0, 20.0, 15.0, 12.0]})
-    ours = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.2, 3.0, 3.5, 4.0], "mi": [2.0, 5.0, 5.5, 6.0],
+    ours = pd.DataFrame({"log10_sigma_x2": key, "kl": [0.2, 6.0, 8.0, 12.0], "mi": [2.0, 5.0, 5.5, 6.0],
                          "els": [9.0, 5.0, 3.0, 1.0], "mse": [20.0, 19.0, 17.0, 13.0]})
     t = _compare(paper, ours, "table1", collapse_rows=(0.0,), mi_cap=math.log(2000))
     assert list(t.columns) == ["dataset", "row", "log10_sigma_x2", "metric", "paper", "ours", "verdict", "reason"]
@@ -55,37 +55,81 @@ def test_compare_trend_and_collapse_rules():
     assert v[("kl", 0.0)] == "match"  # 0.2 nats within the ±0.5 collapse tolerance
     assert v[("mi", 0.0)] == "differs"  # collapse row: the trend can not excuse a missing collapse
     assert v[("mse", 0.0)] == "differs"  # ours did not reach the mean image; the column's trend does not excuse it
-    assert v[("kl", -1.0)] == "trend holds" and v[("mi", -1.0)] == "trend holds"  # same ranks, other values
+    assert v[("kl", -1.0)] == "trend holds" and v[("kl", -0.3)] == "trend holds"  # within ×2, same direction
     assert v[("mse", -0.6)] == "trend holds" and v[("mse", -0.3)] == "match"
+    # same direction as the paper's MI, but 3–8× below it: the band fails, whatever the order
+    assert v[("mi", -0.3)] == "differs" and v[("mi", -1.0)] == "differs"
     assert v[("els", -0.3)] == "match" and v[("els", -1.0)] == "differs"  # reversed column
     mi_reason = t[(t.metric == "mi") & (t.log10_sigma_x2 == -1.0)].reason.iloc[0]
-    assert "exceeds ln 10,000" in mi_reason
+    assert "exceeds ln 10,000" in mi_reason and "outside ×2" in mi_reason
     assert set(t["verdict"]) <= set(VERDICTS)
-    # the deterministic encoder does not collapse: its collapse-row cell is excused by the column's trend
+    # the deterministic encoder does not collapse: its σx² = 1 row is judged like any other
     t = _compare(paper[["log10_sigma_x2"]].assign(det_mse=[5.9, 5.7, 5.4, 5.3]),
-                 ours[["log10_sigma_x2"]].assign(det_mse=[14.0, 13.0, 12.5, 12.0]), "table1", collapse_rows=(0.0,))
+                 ours[["log10_sigma_x2"]].assign(det_mse=[10.0, 9.5, 9.0, 8.8]), "table1", collapse_rows=(0.0,))
     assert set(t.verdict) == {"trend holds"}
+
+
+def test_a_cell_five_times_off_in_the_right_order_is_not_a_trend():
+    """The old rule stamped one rank correlation on every row: a column 5× off in the paper's order passed."""
+    key = [-0.2, -0.4, -0.6, -0.8, -1.0]
+    paper = pd.DataFrame({"log10_sigma_x2": key, "els": [8.0, 11.0, 14.0, 15.0, 16.0]})
+    t = _compare(paper, paper.assign(els=paper["els"] / 5), "table1", collapse_rows=())
+    assert set(t.verdict) == {"differs"}
+    assert all("outside ×2" in r for r in t.reason)
+    # the same order within the band: every row holds
+    t = _compare(paper, paper.assign(els=paper["els"] * 1.5), "table1", collapse_rows=())
+    assert set(t.verdict) == {"trend holds"}
+    assert t.set_index("log10_sigma_x2").loc[-0.6, "reason"].count("vs sx") == 2  # both neighbours judged
+
+
+def test_direction_is_judged_row_by_row():
+    """One step against the paper fails the two rows it joins, and only those (the rest of the column still
+    holds): a single rank correlation would have failed or passed the whole column."""
+    key = [-0.2, -0.4, -0.6, -0.8, -1.0]
+    paper = pd.DataFrame({"log10_sigma_x2": key, "kl": [10.0, 12.0, 14.0, 16.0, 18.0]})
+    ours = paper.assign(kl=[13.0, 15.0, 19.0, 18.5, 21.0])  # all within ×2; the step -0.6 → -0.8 goes down
+    t = _compare(paper, ours, "table1", collapse_rows=())
+    v = dict(zip(t.log10_sigma_x2, t.verdict))
+    assert v == {-0.2: "trend holds", -0.4: "trend holds", -0.6: "differs", -0.8: "differs", -1.0: "trend holds"}
+    assert "vs sx-0.8: paper 14 < 16, ours 19 > 18.5" in t.set_index("log10_sigma_x2").loc[-0.6, "reason"]
+    # a row with no neighbour run cannot show a direction
+    t = _compare(paper.iloc[[2]], ours.iloc[[2]], "table1", collapse_rows=())
+    assert t.verdict.tolist() == ["differs"] and "direction not judged" in t.reason.iloc[0]
+
+
+def test_mi_at_the_estimators_ceiling():
+    cap = math.log(2000)
+    key = [-0.2, -0.4, -0.6]
+    paper = pd.DataFrame({"log10_sigma_x2": key, "mi": [7.0, 7.4, 7.8], "det_mi": [7.0, 7.4, 7.8]})
+    ours = paper.assign(mi=[6.9, cap - 0.01, cap + 0.04], det_mi=[6.9, cap - 0.2, 7.5])
+    t = _compare(paper, ours, "table1", collapse_rows=(), mi_cap=cap)
+    v = {(r.metric, r.log10_sigma_x2): r.verdict for r in t.itertuples()}
+    assert v[("mi", -0.4)] == "at ceiling" and v[("mi", -0.6)] == "at ceiling"  # a match by value, still the ceiling
+    assert v[("mi", -0.2)] == "match" and v[("det_mi", -0.4)] == "match" and v[("det_mi", -0.6)] == "match"
+    assert "ceiling ln(batch) = 7.60" in t[(t.metric == "mi") & (t.log10_sigma_x2 == -0.4)].reason.iloc[0]
+    assert "at ceiling" in VERDICTS
 
 
 def test_compare_collapse_without_kl_collapse():
     """Table E.8: the paper's collapsed rows keep KL ≈ 27 nats; they are compared by value, not to 0,
-    and the collapse row does not enter the trend of the other rows."""
+    and the collapse row is not a neighbour of the other rows."""
     key = [1.0, 0.5, 0.0, -0.5, -1.0]
     paper = pd.DataFrame({"log10_sigma_z2": key, "kl": [26.8, 132.0, 112.0, 88.0, 66.0]})
-    ours = pd.DataFrame({"log10_sigma_z2": key, "kl": [97.0, 73.0, 61.0, 46.0, 33.0]})
+    ours = pd.DataFrame({"log10_sigma_z2": key, "kl": [97.0, 73.0, 61.0, 46.0, 35.0]})
     t = _compare(paper, ours, "tableE8", collapse_rows=(1.0,))
     v = {r.log10_sigma_z2: (r.verdict, r.reason) for r in t.itertuples()}
     assert v[1.0][0] == "differs" and "≈ 0" not in v[1.0][1]
-    assert all(v[k][0] == "trend holds" for k in key[1:])  # ρ = 1 over the non-collapse rows
-    t = _compare(paper, ours.assign(kl=[97.0, 30.0, 30.0, 30.0, 30.0]), "tableE8", collapse_rows=(1.0,))
-    assert set(t.verdict) == {"differs"}  # a constant column has no trend
-    t = _compare(paper, ours.assign(kl=[28.0, 73.0, 61.0, 46.0, 33.0]), "tableE8", collapse_rows=(1.0,))
+    assert all(v[k][0] == "trend holds" for k in key[1:])  # within ×2 and the paper's direction row by row
+    assert "sz1.0" not in v[0.5][1]
+    t = _compare(paper, ours.assign(kl=[97.0, 100.0, 100.0, 100.0, 100.0]), "tableE8", collapse_rows=(1.0,))
+    assert set(t.verdict) == {"differs"}  # a constant column has no direction (each cell within ×2, none within 10 %)
+    t = _compare(paper, ours.assign(kl=[28.0, 73.0, 61.0, 46.0, 35.0]), "tableE8", collapse_rows=(1.0,))
     assert t.verdict.iloc[0] == "match"  # 28 vs 26.8 is within 10 %
 
 
 def test_compare_long_rows_not_run_ours_only_and_did_not_train():
     """Paper rows we did not run have no verdict; a value the paper does not print is 'ours only'; the cells
-    of a model that did not train are 'did not train' (never scored) and stay out of the column's trend."""
+    of a model that did not train are 'did not train' (never scored) and are no row's neighbour."""
     recs = [{"table": "table1", "log10": lx, "encoding": "stochastic", "mse": m, "kl": 5.0}
             for lx, m in ((-0.2, 20.0), (-0.4, 16.0), (-0.6, 14.0))]
     recs.append({"table": "table1", "log10": -0.8, "encoding": "stochastic", "failed": "did not train: nan loss"})
@@ -96,22 +140,30 @@ def test_compare_long_rows_not_run_ours_only_and_did_not_train():
     assert by[("sx-0.8", "det_mse")].verdict is None or pd.isna(by[("sx-0.8", "det_mse")].verdict)
     assert by[("sx-0.25", "mse")].verdict == "ours only"
     assert pd.isna(by[("sx-0.1", "mse")].verdict)  # not run
-    assert by[("sx-0.2", "mse")].verdict == "trend holds"  # ρ over the three trained rows, not the failed one
-    assert "over 3 rows" in by[("sx-0.2", "mse")].reason
+    assert by[("sx-0.2", "mse")].verdict == "trend holds"  # 20 vs 15.15 (×1.3); falls to sx-0.4 like the paper
+    assert "vs sx-0.8" not in by[("sx-0.6", "mse")].reason  # the failed row is nobody's neighbour
     assert len(t) == 11 * 12 + 1  # every paper cell of Table 1 plus the one of ours only
 
 
-def test_committed_medium_results_keep_their_verdicts():
-    """The migrated results/medium/smoothness tables are what this code computes from the stored records."""
+#: the committed medium verdicts: before issue 17 (Spearman ρ ≥ 0.8 stamped on a column, no band, no ceiling)
+#: and after (×2 band + row-by-row direction, MI at ceiling)
+OLD_COUNTS = {"table1": {"trend holds": 50, "differs": 22},
+              "tableE8": {"match": 12, "trend holds": 12, "differs": 6}}
+NEW_COUNTS = {"table1": {"differs": 57, "trend holds": 12, "at ceiling": 3},
+              "tableE8": {"match": 12, "differs": 9, "trend holds": 7, "at ceiling": 2}}
+
+
+def test_committed_medium_results_are_recounted_from_the_stored_numbers():
+    """The recounted results/medium/smoothness tables are what this code computes from the stored records,
+    and the stored records are the committed wide tables."""
     d = REPO / "results" / "medium" / "smoothness"
     if not (d / "provenance.json").is_file():
         pytest.skip("no committed medium results")
     m = json.loads((d / "metrics.json").read_text())
-    for table, counts in (("table1", {"trend holds": 50, "differs": 22}),
-                          ("tableE8", {"match": 12, "trend holds": 12, "differs": 6})):
+    for table in ("table1", "tableE8"):
         old = pd.read_csv(d / f"{table}.csv")
         new = sm.compare_table(sm.ours_long(m["records"], table), sm.paper_long(table), table, m["mi_cap_ln_batch"])
-        assert old["verdict"].value_counts().to_dict() == counts
+        assert old["verdict"].value_counts().to_dict() == NEW_COUNTS[table]
         assert list(old.columns) == list(new.columns)
         assert old["verdict"].fillna("").tolist() == new["verdict"].fillna("").tolist()
         assert old["reason"].tolist() == new["reason"].tolist()
@@ -120,9 +172,59 @@ def test_committed_medium_results_keep_their_verdicts():
                                       check_exact=True)
     res = lab.load_results(d)
     s = EXP.summary(res)
-    assert s["sm_t1_verdicts"].startswith("50 trend holds · 22 differs")
-    assert s["sm_e8_verdicts"].startswith("12 match · 12 trend holds · 6 differs")
+    assert s["sm_t1_verdicts"].startswith("12 trend holds · 57 differs · 3 at ceiling")
+    assert s["sm_e8_verdicts"].startswith("12 match · 7 trend holds · 9 differs · 2 at ceiling")
     assert s["sm_n_train"] == "4096" and s["sm_steps"] == "768"
+    assert "768 steps per model (0.41 % of the paper's 187,500)" in s["sm_run"] and "one seed" in s["sm_run"]
+    status = {c["claim"]: c["status"] for c in EXP.claims(res)}
+    assert status["σz² falls with σx²"] == "holds"
+    assert status["σx² = 1 collapses the posterior (KL and MI ≈ 0)"] == "not shown at this scale"
+    assert status["the MI bound rises as σx² falls"] == "partly"  # the ceiling hides the small-σx² steps
+
+
+# --- claims ---------------------------------------------------------------------------------------------
+class _Res:
+    """A stand-in for loaded results: tables, metrics, provenance."""
+
+    def __init__(self, tables, metrics, smoke=False):
+        self.tables, self.metrics, self.is_smoke = tables, metrics, smoke
+        self.provenance = {"parameters": {"seed": 0}}
+        self.label = "constructed"
+
+
+def test_claims_without_results_are_not_run():
+    cl = EXP.claims(None)
+    assert len(cl) == len(sm.CLAIMS) and {c["status"] for c in cl} == {"not run"}
+    assert all(set(c) >= {"claim", "section", "status", "evidence", "scale"} for c in cl)
+    assert {c["section"] for c in cl} == {"4.2", "E"}
+
+
+def test_claims_from_a_constructed_result():
+    cap = math.log(2000)
+    t1 = pd.DataFrame({"log10_sigma_x2": [0.0, -0.5, -1.0], "kl": [0.1, 10.0, 20.0], "mi": [0.02, 5.0, cap],
+                       "sigma_z2": [0.98, 0.05, 0.01], "els": [1e-3, 4.0, 3.0], "gap_1e-2": [1e-4, 0.8, 0.9],
+                       "gap_1e-3": [1e-5, 0.08, 0.09], "det_els": [300.0, 200.0, 100.0], "det_mi": [2.0, 4.0, 6.0]})
+    e8 = pd.DataFrame({"log10_sigma_z2": [1.0, 0.0, -1.0], "kl": [30.0, 90.0, 60.0], "mi": [0.01, 5.0, 6.0],
+                       "els": [1e-4, 0.4, 1.4], "gap_1e-2": [1e-5, 0.07, 0.2], "gap_1e-3": [1e-6, 0.007, 0.02]})
+    res = _Res({"ours_table1": t1, "ours_tableE8": e8},
+               {"mi_cap_ln_batch": cap, "n_train": 6000, "records": [{"steps": 1875}]})
+    st = {c["claim"]: c for c in EXP.claims(res)}
+    assert st["σx² = 1 collapses the posterior (KL and MI ≈ 0)"]["status"] == "holds"
+    assert st["σz² falls with σx²"]["status"] == "holds"
+    els = st["smoothness (ELS, expected gaps) rises as σx² falls"]
+    assert els["status"] == "partly" and "ELS 0.001 → 3 (σx² 1 → 0.1): 1 of 2 steps" in els["evidence"]
+    assert st["the MI bound rises as σx² falls"]["status"] == "partly"  # one step saturated
+    assert st["the deterministic encoder is less smooth"]["status"] == "holds"
+    assert st["without σz², the ELS rises with σx² (deterministic encoding)"]["status"] == "holds"
+    assert st["the deterministic encoder's MI does not collapse at σx² = 1"]["status"] == "holds"
+    assert st["a larger σz² makes the decoder smoother"]["status"] == "holds"
+    assert st["a large σz² collapses the posterior without KL collapse"]["status"] == "holds"
+    assert "1,875 of 187,500 steps (1 %)" in els["scale"] and "6,000 of 60,000 images (10 %)" in els["scale"]
+    # no collapse row run → that claim is not run; smoke results are never a result
+    st = {c["claim"]: c["status"] for c in EXP.claims(_Res({"ours_table1": t1.iloc[1:]}, res.metrics))}
+    assert st["σx² = 1 collapses the posterior (KL and MI ≈ 0)"] == "not run"
+    assert st["a larger σz² makes the decoder smoother"] == "not run"
+    assert {c["status"] for c in EXP.claims(_Res(res.tables, res.metrics, smoke=True))} == {"not run"}
 
 
 # --- the σz² learning rate: a model builder argument ----------------------------------------------------
@@ -241,6 +343,8 @@ def test_smoke_end_to_end(tmp_path, data_root):
     s = EXP.summary(lab.load_results(d))
     assert s["sm_n_train"] == "128" and s["sm_x_hi"] == "1" and s["sm_x_lo"] == "0.1"
     assert all(v != "n/a" for k, v in s.items() if k not in ("sm_sz_rho",)), s  # 2 rows: no rank correlation
+    assert "128 training images" in s["sm_run"] and "2 steps per model" in s["sm_run"]
+    assert {c["status"] for c in EXP.claims(lab.load_results(d))} == {"not run"}  # smoke: never a result
     # a re-run trains nothing and evaluates nothing (models from the zoo, units from the cache)
     lines = []
     lab.run(EXP, params, log=lines.append)

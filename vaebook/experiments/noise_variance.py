@@ -20,8 +20,18 @@ s_x² where noise was injected. The paper quotes 0.007 for clean MNIST; we also 
 on clean MNIST with the same settings and report its per-partition estimates (``clean_*``).
 
 **Verdicts** (one cell = one Table-3 column of one pattern × s_x² row): ``match`` within ``rel_tol``
-of the paper; else ``trend holds`` when our value is closer to the reference of the injected pattern
-than to the reference with every partition's noise status flipped (:func:`_trend`); else ``differs``.
+of the paper; else ``trend holds`` when our value is within a factor :data:`REFERENCE_BAND` (2) of the
+reference of the injected pattern *and* closer to it than to the reference with every partition's noise
+status flipped (:func:`_trend`); else ``differs``. Columns whose two references are within
+:data:`DIRECTION_MIN_GAP` (10 %) of each other have no direction to find: ``match`` or ``differs``.
+
+**A model that did not train** (:func:`did_not_train`) has all its cells read ``did not train`` (its
+value is shown, never scored): its loss went non-finite, or its reconstructions do not depend on the
+input (variance across test images below :data:`RECON_VAR_MIN`), or it does no better than an output
+that ignores the input: in every partition its residual less the injected noise is at least
+:data:`CONSTANT_FRACTION` of the best constant output's (:func:`constant_floor`, the partition's
+per-pixel variance across the images of its digit group). The last test needs only the stored
+per-partition estimates and floors, so it also applies to results that predate the first.
 """
 from __future__ import annotations
 
@@ -52,6 +62,25 @@ COLUMNS = {
 COLUMN_ORDER = [c for cols in COLUMNS.values() for c, _ in cols]
 COLUMN_SHAPE = {c: shape for shape, cols in COLUMNS.items() for c, _ in cols}
 CLEAN_UNIT = "clean_iso-i"
+#: "trend holds" needs our value within this factor (either way) of the injected pattern's reference
+REFERENCE_BAND = 2.0
+#: a column has a direction to find only when its two references (noise as injected / flipped) differ by more
+#: than this fraction of the larger
+DIRECTION_MIN_GAP = 0.1
+#: a model whose reconstructions vary less than this across test images (mean over pixels of the per-pixel
+#: variance, images in [0, 1]; MNIST's own is ≈ 0.1) ignores its input: it did not train
+RECON_VAR_MIN = 1e-4
+#: a model whose residual less the injected noise is at least this fraction of the best input-independent
+#: output's in every partition explains at most 10 % of the clean data's variance: it did not train
+CONSTANT_FRACTION = 0.9
+#: test images used for the reconstruction variance
+N_RECON = 1000
+#: which patterns each Σx shape can represent (Sec. 5.1): Diag-I sees where, Iso-D which digits, Diag-D both
+REPRESENTABLE = {"iso-i": ("uniform",), "diag-i": ("uniform", "spatial"), "iso-d": ("uniform", "conditional"),
+                 "diag-d": PATTERNS}
+#: a claim is "partly" shown when at least this share of its cells (but not all) supports it
+PARTLY_MIN = 0.5
+PAPER_IMAGES = 60_000
 
 
 def model_name(shape: str) -> str:
@@ -98,6 +127,80 @@ def partition_estimates(model, images: torch.Tensor, labels: torch.Tensor, seed:
     return out
 
 
+@torch.no_grad()
+def constant_floor(images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000) -> dict:
+    """Per partition, the least mean squared residual an output that ignores the input can reach: the mean
+    over the partition's pixels of each pixel's variance across the images of its digit group (S: 0–4,
+    B: 5–9). Any input-independent output c has residual E(x − c)² ≥ this on every partition."""
+    from vaebook.lab.data import to_float
+
+    labels = torch.as_tensor(labels).cpu()
+    sums, sq, n = {}, {}, {}
+    for i in range(0, len(images), batch_size):
+        x = to_float(images[i:i + batch_size]).double().cpu()
+        small = labels[i:i + batch_size] <= 4
+        for g, sel in (("S", small), ("B", ~small)):
+            sums[g] = sums.get(g, 0) + x[sel].sum(0)
+            sq[g] = sq.get(g, 0) + (x[sel] ** 2).sum(0)
+            n[g] = n.get(g, 0) + int(sel.sum())
+    out = {}
+    for g in ("S", "B"):
+        if not n.get(g):
+            out[g + "U"] = out[g + "L"] = float("nan")
+            continue
+        var = (sq[g] / n[g] - (sums[g] / n[g]) ** 2).clamp_min(0)  # C×H×W
+        half = var.shape[-2] // 2
+        out[g + "U"], out[g + "L"] = float(var[..., :half, :].mean()), float(var[..., half:, :].mean())
+    return out  # the S/B and upper/lower split of vaebook.data.partition_masks
+
+
+@torch.no_grad()
+def reconstruction_variance(model, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Mean over pixels of the variance across ``images`` of the reconstruction μθ(E[z|x]) (eval mode): 0 for
+    a decoder whose output does not depend on its input."""
+    from vaebook.lab.data import to_float
+
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    s = sq = 0
+    try:
+        for i in range(0, len(images), batch_size):
+            y = model.decode(model.encode(to_float(images[i:i + batch_size]).to(dev)).mean).double().cpu()
+            s, sq = s + y.sum(0), sq + (y ** 2).sum(0)
+    finally:
+        model.train(was)
+    n = len(images)
+    return float((sq / n - (s / n) ** 2).clamp_min(0).mean()) if n else float("nan")
+
+
+def did_not_train(res: dict) -> Optional[str]:
+    """Why a unit's model did not train (None when it did): its loss went non-finite (``failed``), its
+    reconstructions do not vary across test images (``recon_var`` < :data:`RECON_VAR_MIN`), or in every
+    partition its residual less the injected noise is ≥ :data:`CONSTANT_FRACTION` of the best constant
+    output's (``constant_floor`` less the same noise)."""
+    from vaebook.data import noisy_pattern_partitions
+
+    if res.get("failed"):
+        return res["failed"]
+    rv = res.get("recon_var")
+    if rv is not None and math.isfinite(rv) and rv < RECON_VAR_MIN:
+        return (f"did not train: its reconstructions do not depend on the input (variance across test images "
+                f"{rv:.1e} < {RECON_VAR_MIN:g})")
+    floor, est = res.get("constant_floor"), res.get("estimates")
+    if floor and est:
+        noisy = noisy_pattern_partitions(res["pattern"]) if res.get("pattern") else ()
+        ratio = {}
+        for k in PARTITIONS:
+            n = float(res["s_x2"]) if k in noisy else 0.0
+            ratio[k] = (est[k] - n) / (floor[k] - n) if floor[k] - n > 0 else float("nan")
+        if all(r >= CONSTANT_FRACTION for r in ratio.values()):
+            return ("did not train: no better than an output that ignores the input (residual less the injected "
+                    "noise / the best constant output's, per partition: "
+                    + ", ".join(f"{k} {ratio[k]:.2f}" for k in PARTITIONS) + f"; all ≥ {CONSTANT_FRACTION:g})")
+    return None
+
+
 def column_value(est: dict, parts) -> float:
     """Pixel-weighted mean of the per-partition estimates over ``parts`` (= the MLE averaged over them)."""
     n = sum(est["counts"][k] for k in parts)
@@ -112,20 +215,27 @@ def expected_value(parts, noisy_parts, s_x2: float, clean: dict, counts: dict) -
 
 def _trend(ours: float, parts, noisy_parts, s_x2: float, counts: dict,
            clean: Optional[dict] = None) -> Optional[tuple[bool, str]]:
-    """Was the noise found where it was injected? ``ours`` is compared with the reference of the actual
-    pattern and with the reference where every partition's noise status is flipped; the clean baseline
-    is our own clean-MNIST estimate when available (it carries the same model error), else 0.007."""
+    """Was the noise found where it was injected, at about its size? ``ours`` must be within a factor
+    :data:`REFERENCE_BAND` of the reference of the actual pattern and closer to it than to the reference
+    where every partition's noise status is flipped. The clean baseline is our own clean-MNIST estimate
+    when available (it carries the same model error), else 0.007. None: the two references are within
+    :data:`DIRECTION_MIN_GAP` of each other (e.g. Iso-I under the conditional pattern: 52 % vs 48 % noisy
+    pixels), so there is no direction to find."""
     base = clean or {k: CLEAN_MNIST_VARIANCE for k in PARTITIONS}
     flipped = tuple(k for k in PARTITIONS if k not in noisy_parts)
     e_true = expected_value(parts, noisy_parts, s_x2, base, counts)
     e_flip = expected_value(parts, flipped, s_x2, base, counts)
-    if math.isclose(e_true, e_flip, rel_tol=1e-3):
-        return None  # a column mixing noisy and clean partitions equally: no direction to check
-    holds = abs(ours - e_true) < abs(ours - e_flip)
+    if math.isclose(e_true, e_flip, rel_tol=DIRECTION_MIN_GAP):
+        return None  # a column mixing noisy and clean pixels (about) equally: no direction to check
     src = "our clean estimate" if clean else "0.007"
-    return (holds, f"closer to {e_true:.3g} (noise as injected, baseline {src}) than to {e_flip:.3g} (noise status "
-            "flipped)" if holds else f"closer to {e_flip:.3g} (noise status flipped, baseline {src}) than to "
+    nearer = abs(ours - e_true) < abs(ours - e_flip)
+    ratio = ours / e_true if e_true > 0 else float("inf")
+    in_band = 1.0 / REFERENCE_BAND <= ratio <= REFERENCE_BAND
+    side = (f"closer to {e_true:.3g} (noise as injected, baseline {src}) than to {e_flip:.3g} (noise status "
+            "flipped)" if nearer else f"closer to {e_flip:.3g} (noise status flipped, baseline {src}) than to "
             f"{e_true:.3g}")
+    band = f"{ratio:.2f}× the injected reference ({'within' if in_band else 'outside'} ×{REFERENCE_BAND:g})"
+    return nearer and in_band, f"{side}; {band}"
 
 
 # -- the comparison -----------------------------------------------------------------------------------------
@@ -139,8 +249,8 @@ def paper_cells() -> pd.DataFrame:
 
 
 def our_cells(results: dict, clean: Optional[dict]) -> tuple[pd.DataFrame, dict]:
-    """Our long rows (with the two reference values; ``failed`` for a model that did not train) and each
-    cell's trend ``{(row, metric): (holds, why) or None}``. ``results``: the units' results."""
+    """Our long rows (with the two reference values; ``failed`` = :func:`did_not_train`, whose cells keep
+    their value for display) and each cell's trend ``{(row, metric): (holds, why) or None}``."""
     from vaebook.data import noisy_pattern_partitions
     from vaebook.models import MODEL_REGISTRY
 
@@ -151,11 +261,12 @@ def our_cells(results: dict, clean: Optional[dict]) -> tuple[pd.DataFrame, dict]
         pattern, s2, shape = res["pattern"], float(res["s_x2"]), res["shape"]
         noisy = noisy_pattern_partitions(pattern)
         key = row_key(pattern, s2)
+        failed = did_not_train(res)
         for col, parts in COLUMNS[shape]:
             base = {"row": key, "dataset": DATASET, "metric": col, "noise_pattern": pattern, "s_x2": s2,
                     "model": MODEL_REGISTRY[model_name(shape)].label}
-            if res.get("failed"):
-                rows.append({**base, "ours": float("nan"), "failed": res["failed"]})
+            if "estimates" not in res:
+                rows.append({**base, "ours": float("nan"), "failed": failed or "no estimate"})
                 continue
             est, counts = res["estimates"], res["estimates"]["counts"]
             val = column_value(est, parts)
@@ -165,15 +276,17 @@ def our_cells(results: dict, clean: Optional[dict]) -> tuple[pd.DataFrame, dict]
             if clean:
                 note += f"; with our clean-MNIST estimate: {ref_ours:.3g}"
             rows.append({**base, "ours": val, "reference_0.007": ref_paper, "reference_ours": ref_ours,
-                         "reason": note})
-            trends[(key, col)] = _trend(val, parts, noisy, s2, counts, clean)
+                         "reason": note, "failed": failed})
+            if not failed:
+                trends[(key, col)] = _trend(val, parts, noisy, s2, counts, clean)
     return pd.DataFrame(rows), trends
 
 
 def table3(results: dict, clean: Optional[dict], rel_tol: float = 0.1,
            paper: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Long Table 3 (:func:`vaebook.lab.compare.compare`): one row per (pattern, s_x², column) with paper,
-    ours, the references, verdict and reason; paper cells we did not run have no verdict."""
+    ours, the references, verdict and reason; paper cells we did not run have no verdict. ``clean``: our
+    clean-MNIST estimates (with ``counts``) or None."""
     ours, trends = our_cells(results, clean)
     paper = paper_cells() if paper is None else paper
 
@@ -196,6 +309,52 @@ def table3(results: dict, clean: Optional[dict], rel_tol: float = 0.1,
     return t[cols + [c for c in t.columns if c not in cols]].reset_index(drop=True)
 
 
+# -- per-model records (metrics.json) <-> unit results --------------------------------------------------------
+def unit_id(kind: str, pattern: Optional[str], s2: float, shape: str) -> str:
+    return CLEAN_UNIT if kind == "clean" else f"{pattern}_s2-{float(s2):g}_{shape}"
+
+
+def records(results: dict) -> list:
+    """One record per model for metrics.json: its per-partition estimates and pixel counts, the constant
+    output's floor, the reconstruction variance, and why it did not train (when it did not)."""
+    out = []
+    for r in results.values():
+        rec = {"kind": r["kind"], "pattern": r["pattern"], "s_x2": r["s_x2"], "model": r["shape"],
+               **{k: r["estimates"][k] for k in PARTITIONS if "estimates" in r}, "final_loss": r.get("final_loss")}
+        if "estimates" in r:
+            rec["counts"] = dict(r["estimates"]["counts"])
+        for k in ("constant_floor", "recon_var", "running_sigma2_mean"):
+            if r.get(k) is not None:
+                rec[k] = r[k]
+        if r.get("failed"):
+            rec["failed"] = r["failed"]
+        out.append(rec)
+    return out
+
+
+def results_from_records(recs: list) -> dict:
+    """The unit results :func:`table3` reads, rebuilt from metrics.json records (the recount of committed runs)."""
+    out = {}
+    for r in recs:
+        res = {"kind": r["kind"], "pattern": r["pattern"], "s_x2": r["s_x2"], "shape": r["model"],
+               "failed": r.get("failed", ""), "final_loss": r.get("final_loss")}
+        if all(k in r for k in PARTITIONS) and "counts" in r:
+            res["estimates"] = {**{k: r[k] for k in PARTITIONS}, "counts": r["counts"]}
+        for k in ("constant_floor", "recon_var"):
+            if k in r:
+                res[k] = r[k]
+        out[unit_id(r["kind"], r["pattern"], r["s_x2"], r["model"])] = res
+    return out
+
+
+def table3_from_records(recs: list, rel_tol: float = 0.1) -> pd.DataFrame:
+    """Table 3 from per-model records: the clean unit (when it trained) gives the baseline."""
+    results = results_from_records(recs)
+    c = results.pop(CLEAN_UNIT, None)
+    clean = c["estimates"] if c is not None and "estimates" in c and not did_not_train(c) else None
+    return table3(results, clean, rel_tol=rel_tol)
+
+
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     """Our estimates in the paper's layout (one row per pattern × s_x², one column per model/partition)."""
     long = long[long["ours"].notna()] if len(long) else long
@@ -209,10 +368,11 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure_estimates(long: pd.DataFrame):
-    """Ours vs the paper per cell, with the identity line and the s_x² + 0.007 references."""
+    """Ours vs the paper per cell (models that did not train left out), with the identity line and the
+    s_x² + 0.007 references."""
     import matplotlib.pyplot as plt
 
-    long = long[long["ours"].notna() & long["paper"].notna()]
+    long = long[long["ours"].notna() & long["paper"].notna() & (long["verdict"] != "did not train")]
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     markers = {"Iso-I": "o", "Diag-I": "s", "Iso-D": "^", "Diag-D": "D"}
     for m, grp in long.groupby("model", sort=False):
@@ -228,7 +388,8 @@ def figure_estimates(long: pd.DataFrame):
     ax.axhline(CLEAN_MNIST_VARIANCE, color="gray", lw=0.6, ls=":")
     ax.set_xlabel("paper σ̂² (Table 3)")
     ax.set_ylabel("our σ̂²")
-    ax.legend(fontsize=7)
+    if len(long):
+        ax.legend(fontsize=7)
     ax.set_title("Estimated decoder variances per partition (dotted: 0.007, s_x² + 0.007)", fontsize=8)
     fig.tight_layout()
     return fig
@@ -317,6 +478,8 @@ class NoiseVariance(Experiment):
         data = ctx.data(job.dataset, n, None, **v)
         seed = mix_seed(ctx.p["seed"], "estimate", info["pattern"], info["s_x2"], info["shape"]) % (2**31 - 1)
         out["estimates"] = partition_estimates(tm.model, data.train, data.train_labels, seed=seed)
+        out["constant_floor"] = constant_floor(data.train, data.train_labels)
+        out["recon_var"] = reconstruction_variance(tm.model, data.test[:N_RECON])
         out["n_train"] = len(data.train)
         out["data"] = data.describe()
         var = tm.model.variance
@@ -331,69 +494,246 @@ class NoiseVariance(Experiment):
         from vaebook.data import mix_seed
 
         p = ctx.p
-        c = results.get(CLEAN_UNIT)
-        clean = c["estimates"] if c is not None and not c.get("failed") else None
-        long = table3({k: r for k, r in results.items() if k != CLEAN_UNIT}, clean, rel_tol=p["rel_tol"])
+        recs = records(results)
+        long = table3_from_records(recs, rel_tol=p["rel_tol"])
         run.write_table("table3", long)
         run.write_table("ours_table3", wide_table(long))
-        records = []
-        for r in results.values():
-            rec = {"kind": r["kind"], "pattern": r["pattern"], "s_x2": r["s_x2"], "model": r["shape"],
-                   **{k: r["estimates"][k] for k in PARTITIONS if "estimates" in r}, "final_loss": r["final_loss"]}
-            if "running_sigma2_mean" in r:
-                rec["running_sigma2_mean"] = r["running_sigma2_mean"]
-            if r.get("failed"):
-                rec["failed"] = r["failed"]
-            records.append(rec)
         n_train = next((r["n_train"] for r in results.values() if "n_train" in r), None)
-        metrics = {"records": records, "train_config": self.train(p, DATASET), "n_train": n_train,
+        dnt = {unit_id(r["kind"], r["pattern"], r["s_x2"], r["shape"]): did_not_train(r) for r in results.values()}
+        metrics = {"records": recs, "train_config": self.train(p, DATASET), "n_train": n_train,
                    "paper_clean_variance": CLEAN_MNIST_VARIANCE,
                    "estimate": "mean of (x - mu_theta(z))^2, z ~ q(z|x), eval mode, noisy training set, per partition",
                    "noise": {"clipped": False, "drawn": "once over the whole split, seeded",
                              "seed": mix_seed("noisy-mnist", 0, "train")},
                    "data": sorted({r["data"] for r in results.values() if "data" in r}),
-                   "did_not_train": sorted(k for k, r in results.items() if r.get("failed"))}
-        if clean:
-            metrics["clean_estimate"] = {k: clean[k] for k in PARTITIONS}
-            metrics["clean_estimate_all"] = column_value(clean, PARTITIONS)
+                   "did_not_train": {k: why for k, why in sorted(dnt.items()) if why},
+                   "rules": {"reference_band": REFERENCE_BAND, "recon_var_min": RECON_VAR_MIN,
+                             "constant_fraction": CONSTANT_FRACTION, "n_recon": N_RECON}}
+        c = results.get(CLEAN_UNIT)
+        if c is not None and "estimates" in c and not did_not_train(c):
+            metrics["clean_estimate"] = {k: c["estimates"][k] for k in PARTITIONS}
+            metrics["clean_estimate_all"] = column_value(c["estimates"], PARTITIONS)
         run.write_metrics(metrics)
         if long["ours"].notna().any():
             run.save_figure(figure_estimates(long), "fig_estimates_vs_paper")
 
     def summary(self, res) -> dict:
         """Strings for the page's prose (glued); "n/a" when missing."""
-        from vaebook.data import noisy_pattern_partitions
+        return summary(res)
 
-        out = {"nv_label": res.label if res is not None else "no results",
-               "nv_p_clean": fmt(CLEAN_MNIST_VARIANCE, "g"), "nv_clean": "n/a", "nv_verdicts": "n/a",
-               "nv_n_train": "n/a", "nv_diagd_noisy": "n/a", "nv_diagd_clean": "n/a", "nv_diagd_s2": "n/a",
-               "nv_diagd_pattern": "n/a"}
-        if res is None:
-            return out
-        m = res.metrics
-        out["nv_clean"] = fmt(m.get("clean_estimate_all"), ".3g")
-        out["nv_n_train"] = fmt(m.get("n_train"), ",d") if m.get("n_train") else "n/a"
-        t = res.tables.get("table3")
-        if t is None or not len(t):
-            return out
-        out["nv_verdicts"] = verdict_line(t) or "n/a"
-        # Diag-D on the largest s_x² of the first pattern that has both noisy and clean partitions
-        dd = t[t["metric"].astype(str).str.startswith("diagD_") & t["ours"].notna()]
-        for pattern in ("spatial-conditional", "spatial", "conditional"):
-            sub = dd[dd["noise_pattern"] == pattern]
-            if len(sub):
-                s2 = sub["s_x2"].max()
-                sub = sub[sub["s_x2"] == s2]
-                noisy = {f"diagD_{k}" for k in noisy_pattern_partitions(pattern)}
-                out["nv_diagd_noisy"] = fmt(sub[sub["metric"].isin(noisy)]["ours"].mean())
-                out["nv_diagd_clean"] = fmt(sub[~sub["metric"].isin(noisy)]["ours"].mean())
-                out["nv_diagd_s2"] = fmt(s2, "g")
-                out["nv_diagd_pattern"] = pattern
-                break
+    def claims(self, res) -> list:
+        """One dict per claim of Section 5.3 (see :func:`claims`)."""
+        return claims(res)
+
+
+# -- what the page says: run line, findings, claims ----------------------------------------------------------
+def _model_steps(m: dict) -> Optional[int]:
+    """Optimisation steps per model of a run from its metrics (drop-last batches, capped by max_steps)."""
+    t, n = m.get("train_config") or {}, m.get("n_train")
+    if not n or not t.get("epochs") or not t.get("batch_size"):
+        return None
+    steps = int(t["epochs"]) * (int(n) // int(t["batch_size"]))
+    return min(steps, int(t["max_steps"])) if t.get("max_steps") else steps
+
+
+def _paper_steps() -> float:
+    """The training length ``full`` assumes (the paper does not state Table 3's): the Section-6 MNIST setting."""
+    from vaebook.data import dataset_spec
+
+    t = dataset_spec(DATASET).train
+    return t["epochs"] * PAPER_IMAGES / t["batch_size"]
+
+
+def _pct(a, b) -> str:
+    return f"{100.0 * a / b:.2g} %"
+
+
+def run_line(res) -> str:
+    """Images, epochs, steps per model (and their fraction of the assumed full length) and seeds of a run."""
+    if res is None:
+        return "n/a"
+    m = res.metrics
+    t, n = m.get("train_config") or {}, m.get("n_train")
+    steps = _model_steps(m)
+    seed = (res.provenance.get("parameters") or {}).get("seed", t.get("seed"))
+    parts = [f"{fmt(n, ',d')} training images ({_pct(n, PAPER_IMAGES)} of MNIST's {PAPER_IMAGES:,})" if n else
+             "training images: n/a",
+             f"{fmt(t.get('epochs'), 'd')} epochs",
+             (f"{steps:,} steps per model ({_pct(steps, _paper_steps())} of the ≈{_paper_steps():,.0f} of the "
+              "Section-6 MNIST setting that `full` assumes; the paper does not state Table 3's training length)")
+             if steps else "steps: n/a",
+             f"one seed ({seed}): every number is a single run, with no error bar"]
+    return ", ".join(parts)
+
+
+def _scale(res) -> str:
+    m = res.metrics
+    steps, n = _model_steps(m), m.get("n_train")
+    st = (f"{steps:,} of ≈{_paper_steps():,.0f} steps ({_pct(steps, _paper_steps())}; the paper's length is not "
+          "stated, the Section-6 setting assumed)") if steps else "steps n/a"
+    im = f"{n:,} of {PAPER_IMAGES:,} images ({_pct(n, PAPER_IMAGES)})" if n else "images n/a"
+    return f"{st}, {im}, 1 seed"
+
+
+def _full_columns(pattern: str) -> tuple[list, list]:
+    """Table-3 columns wholly on noisy partitions and wholly on clean ones under ``pattern``."""
+    from vaebook.data import noisy_pattern_partitions
+
+    noisy = set(noisy_pattern_partitions(pattern))
+    cols = [(c, parts) for cs in COLUMNS.values() for c, parts in cs]
+    return ([c for c, parts in cols if set(parts) <= noisy], [c for c, parts in cols if not set(parts) & noisy])
+
+
+def _status(n_pass: int, n: int) -> str:
+    if n == 0:
+        return "not shown at this scale"
+    if n_pass == n:
+        return "holds"
+    return "partly" if n_pass >= PARTLY_MIN * n and n_pass > 0 else "not shown at this scale"
+
+
+CLAIMS = (
+    ("each Σx shape finds the noise it can represent", "5.3"),
+    ("noisy and clean partitions differ by about s_x²", "5.3"),
+    ("the estimates land within 5 % of s_x² + 0.007", "5.3 (Table 3 caption)"),
+    ("a shape too simple for the pattern reports the pixel-weighted average", "5.3"),
+)
+
+
+def claims(res) -> list:
+    """The claims of Section 5.3, each ``{claim, section, status, evidence, scale}`` from the Table-3 cells of
+    ``res`` (None → ``not run``; smoke results → ``not run``, they are not results):
+
+    1. cells the paper prints, of a shape that can represent the pattern (:data:`REPRESENTABLE`), read
+       ``match`` or ``trend holds`` (within ×:data:`REFERENCE_BAND` of the injected reference and on its side);
+    2. per run and shape with a wholly noisy and a wholly clean column, their difference is within
+       ×:data:`REFERENCE_BAND` of s_x²;
+    3. wholly noisy, representable columns within 5 % of s_x² + 0.007 (the caption's statement);
+    4. cells of a shape that can not represent the pattern are within ×:data:`REFERENCE_BAND` of the
+       pixel-weighted reference (with our clean estimate when there is one).
+    Status over the evaluable cells: all → ``holds``; at least :data:`PARTLY_MIN` → ``partly``; else ``not
+    shown at this scale``. Cells of models that did not train are not evaluable: a claim they belong to is
+    at best ``partly`` (the evidence counts them).
+    """
+    out = [{"claim": c, "section": s, "status": "not run", "evidence": "no results", "scale": "n/a"} for c, s in CLAIMS]
+    t = res.tables.get("table3") if res is not None else None
+    if t is None or not t["verdict"].notna().any():
         return out
+    scale = _scale(res)
+    t = t[t["ours"].notna() | (t["verdict"] == "did not train")].copy()
+    t["shape"] = t["metric"].map(COLUMN_SHAPE)
+    t["dnt"] = t["verdict"] == "did not train"
+    t["rep"] = [p in REPRESENTABLE[sh] for p, sh in zip(t["noise_pattern"], t["shape"])]
+    t["full_noisy"] = [m in _full_columns(p)[0] for p, m in zip(t["noise_pattern"], t["metric"])]
+    t["ref"] = t["reference_ours"].where(t["reference_ours"].notna(), t["reference_0.007"])
+
+    def judged(cells: pd.DataFrame, passed: pd.Series, what: str) -> tuple:
+        ok = ~cells["dnt"]
+        return int((passed & ok).sum()), int(ok.sum()), int((~ok).sum()), what
+
+    # 1. representable cells: match or trend holds
+    c1 = t[t["rep"] & t["paper"].notna()]  # cells the paper prints (rows of ours only have no verdict to read)
+    r1 = judged(c1, c1["verdict"].isin(["match", "trend holds"]),
+                f"representable cells read match or trend holds (×{REFERENCE_BAND:g} band)")
+    # 2. per (pattern, s_x², shape): mean of wholly noisy columns − mean of wholly clean ones, against s_x²
+    groups = []
+    for (pattern, s2, shape), g in t.groupby(["noise_pattern", "s_x2", "shape"]):
+        noisy_c, clean_c = _full_columns(pattern)
+        a, b = g[g["metric"].isin(noisy_c)]["ours"], g[g["metric"].isin(clean_c)]["ours"]
+        if len(a) and len(b):
+            d = float(a.mean() - b.mean())
+            groups.append({"dnt": bool(g["dnt"].any()), "ratio": d / float(s2),
+                           "what": f"{pattern} s_x²={float(s2):g} {shape}: {d:.3g}"})
+    c2 = pd.DataFrame(groups, columns=["dnt", "ratio", "what"])
+    r2 = judged(c2, (c2["ratio"] >= 1 / REFERENCE_BAND) & (c2["ratio"] <= REFERENCE_BAND),
+                f"(pattern, s_x², shape) noisy − clean differences within ×{REFERENCE_BAND:g} of s_x²")
+    far = c2[~c2["dnt"]]
+    if len(far):
+        worst = far.loc[(far["ratio"].clip(lower=1e-9).map(math.log).abs()).idxmax(), "what"]
+        r2 = r2[:3] + (r2[3] + f" (farthest: {worst})",)
+    # 3. wholly noisy representable cells within 5 % of s_x² + 0.007
+    c3 = t[t["rep"] & t["full_noisy"]]
+    target = c3["s_x2"].astype(float) + CLEAN_MNIST_VARIANCE
+    dev = (c3["ours"] - target).abs() / target
+    med = dev[~c3["dnt"]].median() if (~c3["dnt"]).any() else float("nan")
+    r3 = judged(c3, dev <= 0.05, "wholly noisy representable cells within 5 % of s_x² + 0.007"
+                + (f" (median deviation {med:.0%})" if med == med else ""))
+    # 4. too-simple shapes at the pixel-weighted reference
+    c4 = t[~t["rep"]]
+    ratio = c4["ours"] / c4["ref"]
+    r4 = judged(c4, (ratio >= 1 / REFERENCE_BAND) & (ratio <= REFERENCE_BAND),
+                f"cells of too-simple shapes within ×{REFERENCE_BAND:g} of the pixel-weighted reference")
+
+    dnt_models = ", ".join(sorted(set(t.loc[t["dnt"], "model"].astype(str))))
+    for rec, (n_pass, n, n_dnt, what) in zip(out, (r1, r2, r3, r4)):
+        status = _status(n_pass, n)
+        ev = f"{n_pass} of {n} {what}"
+        if n_dnt:
+            status = "partly" if status == "holds" else status
+            ev += f"; {n_dnt} more not evaluable: their model did not train ({dnt_models})"
+        rec.update(status=status, evidence=ev, scale=scale)
+        if res.is_smoke:
+            rec.update(status="not run", evidence="smoke test, not a result: " + ev)
+    return out
+
+
+def summary(res) -> dict:
+    """Strings for the page's prose (glued); "n/a" when missing."""
+    from vaebook.data import noisy_pattern_partitions
+
+    out = {"nv_label": res.label if res is not None else "no results",
+           "nv_p_clean": fmt(CLEAN_MNIST_VARIANCE, "g"), "nv_clean": "n/a", "nv_verdicts": "n/a",
+           "nv_n_train": "n/a", "nv_diagd_noisy": "n/a", "nv_diagd_clean": "n/a", "nv_diagd_s2": "n/a",
+           "nv_diagd_pattern": "n/a", "nv_run": run_line(res), "nv_band": fmt(REFERENCE_BAND, "g"),
+           "nv_constant_fraction": fmt(CONSTANT_FRACTION, "g"), "nv_recon_min": fmt(RECON_VAR_MIN, "g"),
+           "nv_dnt": "n/a", "nv_diagd_finding": "n/a", "nv_claims": "n/a"}
+    if res is None:
+        return out
+    m = res.metrics
+    out["nv_clean"] = fmt(m.get("clean_estimate_all"), ".3g")
+    out["nv_n_train"] = fmt(m.get("n_train"), ",d") if m.get("n_train") else "n/a"
+    t = res.tables.get("table3")
+    if t is None or not len(t):
+        return out
+    out["nv_verdicts"] = verdict_line(t) or "n/a"
+    ran = t[t["ours"].notna() | (t["verdict"] == "did not train")]
+    dnt = ran[ran["verdict"] == "did not train"]
+    runs = ran.groupby(["noise_pattern", "s_x2", "model"]).ngroups
+    if len(dnt):
+        per = dnt.groupby("model")[["noise_pattern", "s_x2"]].apply(lambda g: g.drop_duplicates().shape[0])
+        why = "; ".join(sorted({str(r).split(" (")[0].removeprefix("did not train: ") for r in dnt["reason"]}))
+        out["nv_dnt"] = (f"{int(per.sum())} of {runs} models did not train: "
+                         + ", ".join(f"{k} in {v} of its runs" for k, v in per.items()) + f" ({why}); their "
+                         f"{len(dnt)} cells are shown but not scored")
+    else:
+        out["nv_dnt"] = f"all {runs} models trained (none non-finite, none independent of its input)"
+    out["nv_claims"] = " · ".join(f"{c['claim']}: {c['status']}" for c in claims(res))
+    # Diag-D on the largest s_x² of the first pattern that has both noisy and clean partitions
+    dd_all = ran[ran["metric"].astype(str).str.startswith("diagD_")]
+    dd = dd_all[dd_all["verdict"] != "did not train"]
+    if len(dd_all) and not len(dd):
+        n_runs = dd_all.groupby(["noise_pattern", "s_x2"]).ngroups
+        out["nv_diagd_finding"] = (f"Diag-D did not train in any of its {n_runs} runs, so these results cannot say "
+                                   "whether it separates noisy from clean partitions")
+    for pattern in ("spatial-conditional", "spatial", "conditional"):
+        sub = dd[dd["noise_pattern"] == pattern]
+        if len(sub):
+            s2 = sub["s_x2"].max()
+            sub = sub[sub["s_x2"] == s2]
+            noisy = {f"diagD_{k}" for k in noisy_pattern_partitions(pattern)}
+            a, b = sub[sub["metric"].isin(noisy)]["ours"].mean(), sub[~sub["metric"].isin(noisy)]["ours"].mean()
+            out.update(nv_diagd_noisy=fmt(a), nv_diagd_clean=fmt(b), nv_diagd_s2=fmt(s2, "g"), nv_diagd_pattern=pattern)
+            out["nv_diagd_finding"] = (f"In the {pattern} pattern with s_x² = {fmt(s2, 'g')}, Diag-D averages "
+                                       f"{fmt(a)} on the noisy partitions and {fmt(b)} on the clean ones: a "
+                                       f"difference of {fmt(a - b)} against the injected {fmt(s2, 'g')}")
+            break
+    return out
 
 
 EXPERIMENT = NoiseVariance()
 
 __all__ = ["EXPERIMENT", "NoiseVariance", "PATTERNS", "MODELS", "COLUMNS", "partition_estimates", "column_value",
-           "expected_value", "paper_cells", "our_cells", "table3", "wide_table", "figure_estimates", "row_key"]
+           "expected_value", "paper_cells", "our_cells", "table3", "table3_from_records", "records",
+           "results_from_records", "wide_table", "figure_estimates", "row_key", "constant_floor",
+           "reconstruction_variance", "did_not_train", "claims", "summary", "run_line", "REFERENCE_BAND",
+           "RECON_VAR_MIN", "CONSTANT_FRACTION", "REPRESENTABLE"]

@@ -7,14 +7,23 @@ One unit per module of :mod:`vaebook.theory` (a claim group: the linearised ELBO
 Theorem 1 and App. F, Theorem 2 and Lemma 2, Lemma 3, App. C, App. G, App. H, Sec. 5.2) and one unit for
 the Theorem-2 sweep.
 
-Verdicts for the status page: a check that holds as printed (``confirmed``) or that is our own extension
-(``extension``) is a ``match``; one that holds only after a correction (``corrected``) is a ``match`` whose
-reason says what was corrected; a confirmed ``counterexample`` means the printed statement fails, so it
-is ``differs``; a check whose comparison fails is ``differs``. ``paper`` is a claim's right side, ``ours``
-its left side (as printed strings: some are vectors), so the table does not go through
-:func:`vaebook.lab.compare.compare` (which compares numbers).
+Each claim has a ``kind`` — how the paper fares — from the ``status`` its check in :mod:`vaebook.theory`
+records (:data:`vaebook.theory._record.STATUSES`): ``confirmed`` (holds as printed), ``corrected`` (holds
+only once a typo or missing factor is fixed; the printed form fails), ``extension`` (our own rate,
+constant or closed form, not a statement of the paper), ``counterexample`` (the printed statement fails,
+and the check confirms the counterexample); a check whose comparison fails is ``check fails``. The page
+and its summary count kinds (:func:`kind_counts`), never verdicts alone.
+
+Verdicts, for the comparison table (:data:`KIND_VERDICT`): ``confirmed`` → ``match``; ``extension`` → ``ours
+only`` (the paper states nothing to compare with); ``corrected`` and ``counterexample`` → ``differs`` (what
+the paper prints fails; the reason says what holds instead); ``check fails`` → ``differs``. ``paper`` is a
+claim's right side, ``ours`` its left side (as printed strings: some are vectors; for a corrected claim the
+right side is the corrected form), so the table does not go through :func:`vaebook.lab.compare.compare`
+(which compares numbers).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import pandas as pd
 
@@ -33,29 +42,85 @@ def claim_groups() -> dict:
     return {m.__name__.rsplit(".", 1)[-1]: tuple(m.CLAIMS) for m in MODULES}
 
 
+KINDS = ("confirmed", "corrected", "extension", "counterexample", "check fails")
+#: the comparison verdict of each kind (see the module docstring)
+KIND_VERDICT = {"confirmed": "match", "extension": "ours only", "corrected": "differs", "counterexample": "differs",
+                "check fails": "differs"}
+#: the claim-level status of each kind: holds as printed / holds with a correction or in a weaker form /
+#: not shown (our check fails)
+KIND_STATUS = {"confirmed": "holds", "extension": "holds", "corrected": "partly", "counterexample": "partly",
+               "check fails": "not shown at this scale"}
+#: columns of the committed claims table that :func:`verdict_table` derives (dropped before a recount)
+DERIVED = ("dataset", "metric", "kind", "paper", "ours", "verdict", "reason")
+
+
+def kind_of(status: str, holds: bool) -> str:
+    """The kind of a claim record: its ``status`` when its check holds, else ``check fails``."""
+    return str(status or "confirmed") if bool(holds) else "check fails"
+
+
 def verdict_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """Add ``paper`` (right side), ``ours`` (left side), ``verdict`` and ``reason`` to ``claims_table`` rows;
-    the claim's ``name`` becomes the row key ``row`` (with ``dataset``, ``metric``)."""
+    """Add ``kind``, ``paper`` (right side), ``ours`` (left side), ``verdict`` and ``reason`` to
+    ``claims_table`` rows; the claim's ``name`` becomes the row key ``row`` (with ``dataset``, ``metric``).
+    Also recounts a committed claims table (its derived columns are recomputed)."""
     rows = []
     for r in claims.to_dict("records"):
+        r = {k: v for k, v in r.items() if k not in DERIVED}
         status, holds = r.get("status", "confirmed"), bool(r["holds"])
-        if not holds:
-            v, why = "differs", f"the check fails: {r['lhs']} {r['relation']} {r['rhs']} is false ({r['tolerance']})"
-        elif status == "counterexample":
-            v, why = "differs", "the paper's statement fails here (confirmed counterexample)"
-        elif status == "corrected":
-            v, why = "match", "holds once the printed form is corrected"
-        elif status == "extension":
-            v, why = "match", "holds (our extension: a rate/constant/closed form the paper does not state)"
+        kind = kind_of(status, holds)
+        if kind == "check fails":
+            why = f"the check fails: {r['lhs']} {r['relation']} {r['rhs']} is false ({r['tolerance']})"
+        elif kind == "counterexample":
+            why = "the paper's statement fails here (confirmed counterexample)"
+        elif kind == "corrected":
+            why = "the printed form fails; it holds once corrected"
+        elif kind == "extension":
+            why = "our extension (a rate, constant or closed form the paper does not state); it holds"
         else:
-            v, why = "match", "holds as printed"
+            why = "holds as printed"
         if r.get("notes") and isinstance(r["notes"], str):
             why += f"; {r['notes']}"
-        r = dict(r)
         name = r.pop("name", None) or r.pop("row")
-        rows.append({"row": name, "dataset": DATASET, "metric": METRIC, **r, "paper": r["rhs"], "ours": r["lhs"],
-                     "verdict": v, "reason": why})
+        r.pop("row", None)
+        rows.append({"row": name, "dataset": DATASET, "metric": METRIC, **r, "kind": kind, "paper": r["rhs"],
+                     "ours": r["lhs"], "verdict": KIND_VERDICT[kind], "reason": why})
     return pd.DataFrame(rows)
+
+
+def kind_counts(t: Optional[pd.DataFrame]) -> dict:
+    """Claims per kind (every kind, zeros included) of a claims table."""
+    k = t["kind"] if t is not None and "kind" in t else pd.Series(dtype=object)
+    return {kind: int((k == kind).sum()) for kind in KINDS}
+
+
+def kind_line(t: Optional[pd.DataFrame]) -> str:
+    """``19 confirmed · 6 corrected · 8 extensions · 2 counterexamples`` (kinds with claims)."""
+    plural = {"extension": "extensions", "counterexample": "counterexamples", "check fails": "checks fail"}
+    return " · ".join(f"{n} {plural.get(k, k) if n != 1 else k}" for k, n in kind_counts(t).items() if n) or "n/a"
+
+
+def claims(res) -> list:
+    """One dict per checked claim: ``claim``, ``section`` (the paper's equations), ``status`` (from its kind:
+    :data:`KIND_STATUS`), ``evidence`` (left side, relation, right side, tolerance, notes), ``scale``, plus
+    ``name`` and ``kind``. None (or no claims table) → one ``not run`` entry per claim of
+    :mod:`vaebook.theory`."""
+    t = res.tables.get("table_claims") if res is not None else None
+    if t is None:
+        from vaebook.theory import ALL_CLAIMS
+
+        return [{"name": n, "claim": n.replace("_", " "), "section": "", "status": "not run", "kind": "",
+                 "evidence": "no results", "scale": "n/a"} for n in ALL_CLAIMS]
+    if "kind" not in t:
+        t = verdict_table(t)
+    out = []
+    for r in t.to_dict("records"):
+        ev = f"{r['lhs']} {r['relation']} {r['rhs']} ({r['tolerance']})"
+        if isinstance(r.get("notes"), str) and r["notes"]:
+            ev += f"; {r['notes']}"
+        out.append({"name": r["row"], "claim": r["claim"], "section": r["ref"], "status": KIND_STATUS[r["kind"]],
+                    "kind": r["kind"], "evidence": ev,
+                    "scale": "exact / float64 computation, no training: the same at every scale"})
+    return out
 
 
 class Theory(Experiment):
@@ -114,30 +179,43 @@ class Theory(Experiment):
         run.write_table("theorem2_sweep", pd.DataFrame(sweep))
         run.save_figure(linear_vae.plot_theorem2(sweep), "theorem2")
         run.write_metrics({"claims": {r["name"]: {"holds": bool(r["holds"]), "status": r["status"],
-                                                  "seconds": r["seconds"]} for r in claims}})
+                                                  "seconds": r["seconds"]} for r in claims},
+                           "kinds": kind_counts(table)})
 
     def summary(self, res) -> dict:
-        """Glue strings for the page's prose."""
+        """Glue strings for the page's prose (claims counted by kind)."""
+        from vaebook.lab.compare import verdict_line
         from vaebook.lab.display import fmt
 
         out = {"th_label": res.label if res is not None else "no results", "th_n": "n/a", "th_holds": "n/a",
                "th_confirmed": "n/a", "th_corrected": "n/a", "th_counter": "n/a", "th_extension": "n/a",
-               "th_sz_small": "n/a", "th_sx_small": "n/a"}
+               "th_failed": "n/a", "th_kinds": "n/a", "th_verdicts": "n/a", "th_sz_small": "n/a",
+               "th_sx_small": "n/a",
+               "th_run": ("closed forms and float64 computations on small models (no training, no data set); the "
+                          "same at every preset" + (f": {res.label}" if res is not None else ""))}
         if res is None or "table_claims" not in res.tables:
             return out
         t = res.tables["table_claims"]
+        if "kind" not in t:
+            t = verdict_table(t)
+        c = kind_counts(t)
         out["th_n"] = str(len(t))
         out["th_holds"] = str(int(t["holds"].astype(bool).sum()))
-        for key, status in (("th_confirmed", "confirmed"), ("th_corrected", "corrected"),
-                            ("th_counter", "counterexample"), ("th_extension", "extension")):
-            out[key] = str(int((t["status"] == status).sum()))
+        out.update(th_confirmed=str(c["confirmed"]), th_corrected=str(c["corrected"]),
+                   th_counter=str(c["counterexample"]), th_extension=str(c["extension"]),
+                   th_failed=str(c["check fails"]), th_kinds=kind_line(t), th_verdicts=verdict_line(t))
         sw = res.tables.get("theorem2_sweep")
         if sw is not None and len(sw):
             r = sw.loc[sw["sigma_x2"].idxmin()]
             out["th_sx_small"], out["th_sz_small"] = fmt(r["sigma_x2"], ".2g"), fmt(r["sigma_z2"], ".2g")
         return out
 
+    def claims(self, res) -> list:
+        """One dict per checked claim (see :func:`claims`); the status page lists these apart."""
+        return claims(res)
+
 
 EXPERIMENT = Theory()
 
-__all__ = ["EXPERIMENT", "Theory", "claim_groups", "verdict_table"]
+__all__ = ["EXPERIMENT", "Theory", "claim_groups", "verdict_table", "kind_of", "kind_counts", "kind_line", "claims",
+           "KINDS", "KIND_VERDICT", "KIND_STATUS"]
