@@ -14,8 +14,10 @@ ifeq ($(origin VAEBOOK_DATA), undefined)
 endif
 PRESET ?= medium
 DEVICE ?= auto
+SITE ?= _build/html
+CHROMIUM_PKG ?= chromium-headless-shell
 
-.PHONY: venv test test-lib test-notebooks book reproduce benchmark clean
+.PHONY: venv test test-lib test-notebooks book reproduce benchmark clean site-check chromium
 
 venv: $(STAMP)
 
@@ -34,13 +36,30 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory test-notebooks
 
 # Every notebook at preset=smoke in compute mode, then the book from those outputs into a
-# temporary folder; any cell error or Sphinx warning fails the target.
-test-notebooks: $(STAMP)
+# temporary folder, then every page of it in headless Chromium; any cell error, Sphinx warning or
+# site-check problem (broken link or image, JavaScript error, clipped verdict column, "n/a" template,
+# machine path) fails the target.
+test-notebooks: $(STAMP) chromium
 	@set -euo pipefail; tmp=$$(mktemp -d); \
 	$(BIN)/python -m vaebook.lab.run_all --preset smoke --mode compute \
 	    --results-dir $$tmp/results --executed-dir $$tmp/executed --device cpu && \
 	$(BIN)/python -m vaebook.lab.build_book --executed-dir $$tmp/executed \
-	    --results-dir $$tmp/results --out $$tmp/site && echo "notebooks+book OK ($$tmp)"
+	    --results-dir $$tmp/results --out $$tmp/site && \
+	$(BIN)/python -m vaebook.lab.site_check $$tmp/site/html && echo "notebooks+book+site OK ($$tmp)"
+
+# Every page of a built site (SITE, default _build/html from `make book`) in headless Chromium.
+site-check: $(STAMP) chromium
+	$(BIN)/python -m vaebook.lab.site_check $(SITE)
+
+# A headless Chromium for site-check: $$CHROMIUM, or one on PATH, else Debian's package (apt-get, as root).
+chromium:
+	@if [ -n "$${CHROMIUM:-}" ] || command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null \
+	    || command -v google-chrome >/dev/null; then exit 0; fi; \
+	echo "installing $(CHROMIUM_PKG) with apt-get (for make site-check)"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(CHROMIUM_PKG); } \
+	    >/dev/null || { echo "could not install $(CHROMIUM_PKG): install it, or set CHROMIUM=/path/to/chromium" >&2; \
+	    exit 1; }
 
 # The site from committed results: notebooks run in report mode (no training).
 book: $(STAMP)

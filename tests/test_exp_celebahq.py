@@ -11,6 +11,7 @@ from vaebook.experiments.celebahq import ex_post_helps
 from vaebook.experiments.generation import Generation
 from vaebook.lab import ParameterError
 from vaebook.lab.compare import VERDICTS
+from vaebook.lab.status import CLAIM_STATUSES
 
 
 def base(**kw):
@@ -86,5 +87,7 @@ def test_smoke_run_end_to_end(tmp_path):
     assert "gmm100 needs at least 100" in dd.at["fid_gmm100", "reason"]
     assert (r.final_dir / "fig_J10_celebahq_samples.png").is_file()
     res = lab.load_results(r.final_dir)
+    assert "NOT CelebA-HQ" in HQ.results_markdown(res) and "n/a" not in HQ.results_markdown(res)
+    assert all(c["status"] == "not run" and "stand-in" in c["evidence"] for c in HQ.claims(res))
     s = HQ.summary(res)
     assert "NOT CelebA-HQ" in s["hq_generated"] and s["hq_helps"] in ("0 of 1", "1 of 1")

@@ -12,6 +12,7 @@ from vaebook.experiments import generation, interpolation, nll
 from vaebook.experiments.generation import EXPERIMENT as GEN
 from vaebook.lab import ParameterError
 from vaebook.lab.compare import VERDICTS, compare, pairwise_trend
+from vaebook.lab.status import CLAIM_STATUSES
 from vaebook.models import MODEL_REGISTRY
 from vaebook.paper import paper_table
 
@@ -284,6 +285,10 @@ def test_smoke_run_end_to_end(tmp_path, data_root, monkeypatch):
     res = lab.load_results(r.final_dir)
     s = GEN.summary(res)
     assert s["gen_fid_samples"] == "8" and s["gen_sigma2_mnist"] != "n/a" and "did not train" in s["gen_verdicts"]
+    text = GEN.results_markdown(res)  # the page's prose: only the numbers this run has, never "n/a"
+    assert "n/a" not in text and "single training run" in text and "256 training images" in text
+    assert GEN.results_markdown(None) == ""
+    assert {c["status"] for c in GEN.claims(res)} <= set(CLAIM_STATUSES) and len(GEN.claims(res)) == 4
     assert res.metrics["settings"]["mnist"]["did_not_train"] == {"trainable-iso-i": "did not train: the loss became "
                                                                                      "non-finite (test)"}
 

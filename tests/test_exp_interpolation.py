@@ -10,6 +10,7 @@ from vaebook.experiments.interpolation import EXPERIMENT as INTERP
 from vaebook.experiments.interpolation import best_rows, interpolation_strip
 from vaebook.lab import ParameterError
 from vaebook.lab.compare import VERDICTS
+from vaebook.lab.status import CLAIM_STATUSES
 
 
 def base(**kw):
@@ -79,7 +80,10 @@ def test_smoke_run_end_to_end(tmp_path, data_root):
     assert mn.loc["ae", "ours"].notna().all() and mn.loc["ae", "verdict"].notna().all()
     assert "not comparable" in mn.loc[("ae", "fid_mid_point"), "reason"]
     assert (r.final_dir / "fig_J9_mnist_interpolations.png").is_file()
-    s = INTERP.summary(lab.load_results(r.final_dir))
+    res = lab.load_results(r.final_dir)
+    assert "n/a" not in INTERP.results_markdown(res) and INTERP.results_markdown(None) == ""
+    assert {c["status"] for c in INTERP.claims(res)} <= set(CLAIM_STATUSES)
+    s = INTERP.summary(res)
     assert s["interp_pairs"] == "8" and s["interp_dims"] == "64" and s["interp_best_mnist"] != "n/a"
 
 

@@ -10,6 +10,7 @@ from vaebook.experiments.nll import EXPERIMENT as NLL
 from vaebook.experiments.nll import claims
 from vaebook.lab import ParameterError
 from vaebook.lab.compare import VERDICTS, compare
+from vaebook.lab.status import CLAIM_STATUSES
 from vaebook.models import MODEL_REGISTRY
 from vaebook.paper import paper_table
 
@@ -93,6 +94,8 @@ def test_smoke_run_end_to_end(tmp_path, data_root):
     assert mn.loc[["vae-gaussian", "mle-diag-d"], "verdict"].notna().all()
     assert mn.at["mle-diag-d", "ours_printed"].startswith("< ") and "k = 4" in mn.at["mle-diag-d", "reason"]
     res = lab.load_results(r.final_dir)
+    assert "n/a" not in NLL.results_markdown(res) and "k = 4" in NLL.results_markdown(res)
+    assert {c["status"] for c in NLL.claims(res)} <= set(CLAIM_STATUSES)
     s = NLL.summary(res)
     assert s["nll_k"] == "4" and s["nll_mnist_vae"] != "n/a" and s["nll_below_mnist"] in ("yes", "no")
     # one more model: only it is trained and evaluated; the others' models and unit results are reused

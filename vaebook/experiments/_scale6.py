@@ -338,6 +338,115 @@ def epoch_seconds(history: list, n_train: int, batch_size: int) -> float:
     return sum(rates) / len(rates) * max(1, n_train // batch_size)
 
 
+# -- claims (the status page) ------------------------------------------------------------------
+#: training images of the paper's splits (the whole training split; CelebA-HQ: 27,000 of 30,000)
+PAPER_TRAIN_IMAGES = {"mnist": 60_000, "celeba64": 162_770, "celebahq128": 27_000}
+
+
+def is_ae_type(row: str) -> bool:
+    """AE, WAE and the RAE variants (the autoencoder-type baselines of Tables 4-6)."""
+    return row == "ae" or row.startswith(("wae-", "rae"))
+
+
+def is_vae(row: str) -> bool:
+    """The VAE rows: the baselines with a likelihood (σx² = 1, Bernoulli, MoL), trainable Σx and MLE Σx."""
+    return row.startswith(("vae-", "trainable-", "mle-"))
+
+
+def cells(df: pd.DataFrame, dataset: str, metric: str, col: str = "ours") -> dict:
+    """``{row: value}`` of one (dataset, metric) column of a comparison table (missing values left out)."""
+    if df is None or df.empty:
+        return {}
+    d = df[(df["dataset"] == dataset) & (df["metric"] == metric)]
+    return {r: float(v) for r, v in zip(d["row"], d[col]) if not pd.isna(v)}
+
+
+def both(df: pd.DataFrame, dataset: str, metric: str) -> tuple:
+    """(ours, paper) ``{row: value}`` of one column over the rows where both have a value."""
+    o, p = cells(df, dataset, metric, "ours"), cells(df, dataset, metric, "paper")
+    keep = [r for r in o if r in p]
+    return {r: o[r] for r in keep}, {r: p[r] for r in keep}
+
+
+def dataset_label(d: str) -> str:
+    from vaebook.data import dataset_spec
+
+    try:
+        return dataset_spec(d).label
+    except Exception:  # noqa: BLE001 - an unregistered name: show it as it is
+        return d
+
+
+def run_scale(res, datasets: Sequence[str] = (), evals: Sequence[tuple] = ()) -> str:
+    """Our run as a fraction of the paper's, for the status page: per dataset the optimisation steps and training
+    images (App. I epochs and batch sizes on the whole split), then ``evals`` (``(label, ours, paper)``, e.g. FID
+    samples), then the seeds (one run per model)."""
+    import math as _m
+
+    from vaebook.data import dataset_spec
+    from vaebook.lab.status import pct
+
+    if res is None:
+        return "–"
+    p = dict(res.provenance.get("parameters") or {})
+    if p.get("preset") not in PRESETS:
+        return "unknown preset"
+    parts = []
+    for d in datasets or p.get("datasets") or []:
+        spec = dataset_spec(d)
+        paper = spec.train
+        n_full = PAPER_TRAIN_IMAGES.get(d)
+        try:
+            train = job("mle-iso-i", d, p).train_dict
+        except Exception:  # noqa: BLE001 - a provenance without the settings: say so
+            parts.append(f"{spec.label}: ?")
+            continue
+        n = per_dataset(p, "n_train", d) or n_full
+        bs = int(train.get("batch_size", paper.get("batch_size", 64)))
+        steps = int(train.get("epochs", 1)) * _m.ceil(int(n) / bs)
+        if train.get("max_steps"):
+            steps = min(steps, int(train["max_steps"]))
+        paper_steps = int(paper.get("epochs", 1)) * _m.ceil(n_full / int(paper.get("batch_size", 64))) if n_full else 0
+        parts.append(f"{spec.label}: {pct(steps, paper_steps)} of the steps, {pct(n, n_full)} of the images")
+    for label, ours, paper in evals:
+        parts.append(f"{label} {pct(ours, paper)}")
+    seed = p.get("seed", 0)
+    parts.append(f"1 seed ({seed}) per model")
+    return "; ".join(parts)
+
+
+def training_line(res, datasets: Sequence[str] = ()) -> str:
+    """Markdown: how the run's models were trained (images, epochs, steps per dataset) and that every number is
+    one training run (one seed)."""
+    import math as _m
+
+    from vaebook.lab.display import fmt
+
+    if res is None:
+        return ""
+    p = dict(res.provenance.get("parameters") or {})
+    if p.get("preset") not in PRESETS:
+        return ""
+    parts = []
+    for d in datasets or p.get("datasets") or []:
+        try:
+            train = job("mle-iso-i", d, p).train_dict
+        except Exception:  # noqa: BLE001 - a provenance without the settings
+            continue
+        n = per_dataset(p, "n_train", d) or PAPER_TRAIN_IMAGES.get(d)
+        bs = int(train.get("batch_size", 64))
+        steps = int(train.get("epochs", 1)) * _m.ceil(int(n) / bs) if n else None
+        if steps is not None and train.get("max_steps"):
+            steps = min(steps, int(train["max_steps"]))
+        ep = int(train.get("epochs", 1))
+        parts.append(f"{dataset_label(d)} on {fmt(n, ',.0f', '?')} training images, {ep} epoch{'s' * (ep != 1)} "
+                     f"of batch {bs}" + (f" ({fmt(steps, ',.0f')} step{'s' * (steps != 1)})" if steps else ""))
+    if not parts:
+        return ""
+    return ("Trained: " + "; ".join(parts) + f". One seed per model (seed {p.get('seed', 0)}): every number below "
+            "is a single training run.")
+
+
 class Section6Experiment(Experiment):
     """What the experiments of Tables 4–7 share: one unit per (dataset, model row) from :func:`units`, the model
     and dataset checks, and an evaluation key without the selection. A subclass defines ``paper_frame``."""
@@ -363,4 +472,5 @@ class Section6Experiment(Experiment):
 __all__ = ["PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
            "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
            "models_for", "units", "failed_rows", "fid_comparable", "fid_note", "data_note", "reference", "fid_batch",
-           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment"]
+           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment",
+           "PAPER_TRAIN_IMAGES", "is_ae_type", "is_vae", "cells", "both", "dataset_label", "run_scale", "training_line"]

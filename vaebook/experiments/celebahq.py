@@ -44,6 +44,63 @@ class CelebAHQ(Generation):
         values = {r: dict(zip(g["metric"], g["paper"])) for r, g in paper.groupby("row", sort=False)}
         return ex_post_helps(values)
 
+    # -- the status page ----------------------------------------------------------------------
+    SECTION = "6.3 (Table 6)"
+    CLAIMS = ("An ex-post density (2nd-stage VAE) improves the FID over the prior for every model but σx² = 1",
+              "Diag-D (MLE) has the best FID with an ex-post density (2nd-stage VAE, GMM-10, GMM-100)")
+
+    def claims(self, res) -> list:
+        """Table 6's claims, read over the models we ran: the ex-post tally per model against the paper's, and the
+        best row per ex-post column. Stand-in images (no CelebA-HQ) are not a result."""
+        from vaebook.experiments import _scale6 as scale
+        from vaebook.lab.status import claim, flags_status, not_run, tally_status
+
+        if res is None or res.tables.get(self.table) is None:
+            return not_run([(c, self.SECTION) for c in self.CLAIMS])
+        st = res.metrics.get("settings", {}).get(DATASET, {})
+        if st.get("generated"):
+            return not_run([(c, self.SECTION) for c in self.CLAIMS], "generated stand-in images, not CelebA-HQ")
+        t = res.tables[self.table]
+        evals = [("FID samples", st["fid_samples"], scale.PAPER_FID_SAMPLES)] if st.get("fid_samples") else []
+        sc = scale.run_scale(res, [DATASET], evals)
+        ours_h = (res.metrics.get("ex_post_helps") or {}).get("fid_2nd_vae", {})
+        paper_h = self.paper_ex_post_helps()["fid_2nd_vae"]
+        common = [m for m in ours_h if m in paper_h]
+        agree = sum(bool(ours_h[m]) == bool(paper_h[m]) for m in common)
+        out = [claim(self.CLAIMS[0], self.SECTION, tally_status(agree, len(common), len(common)),
+                     f"2nd-stage VAE beats the prior for {_count({m: ours_h[m] for m in common})} of our models, "
+                     f"paper {_count({m: paper_h[m] for m in common})}; same outcome as the paper for {agree} of "
+                     f"{len(common)}" if common else "no model with a prior was run", sc)]
+        flags, parts = [], []
+        for m in EX_POST:
+            o, p = scale.both(t, DATASET, m)
+            if "mle-diag-d" not in o or len(o) < 2:
+                continue
+            ob = min(o, key=o.get)
+            flags.append(ob == "mle-diag-d")
+            parts.append(f"{METRIC_LABELS[m]}: best {scale.display(ob)} of {len(o)} rows "
+                         f"(paper: {scale.display(min(p, key=p.get))})")
+        out.append(claim(self.CLAIMS[1], self.SECTION, flags_status(flags),
+                         "; ".join(parts) or "MLE Diag-D or the other rows were not run", sc))
+        return out
+
+    def results_markdown(self, res) -> str:
+        """Table 4's paragraph, what the images were, and the ex-post tallies (only the numbers this run has)."""
+        text = super().results_markdown(res)
+        if not text:
+            return ""
+        st = res.metrics.get("settings", {}).get(DATASET, {})
+        if st.get("generated"):
+            text += ("\n\n**These runs used generated stand-in images, NOT CelebA-HQ**: the numbers test the code "
+                     "only.")
+        h, ph = res.metrics.get("ex_post_helps", {}), self.paper_ex_post_helps()
+        sources = (("fid_2nd_vae", "The second-stage VAE"), ("fid_gmm100", "GMM-100"))
+        parts = [f"{label} beats the prior's FID for {_count(h[c])} of our models with a prior (paper "
+                 f"{_count(ph[c])})" for c, label in sources if h.get(c)]
+        if parts:
+            text += "\n\n**Ex-post densities.** " + "; ".join(parts) + "."
+        return text
+
     def data_status(self, data_root=None) -> str:
         """Where the CelebA-HQ images are expected and how many are there."""
         from vaebook.data.celebahq import celebahq_dir

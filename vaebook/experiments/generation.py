@@ -212,6 +212,65 @@ class Generation(scale.Section6Experiment):
         df = compare(pd.DataFrame(ours), paper, rule)
         return scale.finish_table(df, ran, datasets)
 
+    # -- the status page ----------------------------------------------------------------------
+    SECTION = "6.1 (Table 4)"
+    CLAIMS = (
+        "MLE Σx beats σx² = 1 on FID (prior and GMM-10 latents)",
+        "MLE Σx is comparable with AE/WAE/RAE (best MLE row within 10 % of the best of them)",
+        "MLE Σx beats trainable Σx of the same shape in most FID cells",
+        "Diag-D (MLE) has the best prior FID among the VAEs",
+    )
+
+    def claims(self, res) -> list:
+        """Table 4's claims, each read the same way on the paper's numbers and on ours (over the cells we ran)."""
+        from vaebook.lab.status import claim, not_run
+
+        if res is None or res.tables.get(self.table) is None:
+            return not_run([(c, self.SECTION) for c in self.CLAIMS])
+        t = res.tables[self.table]
+        datasets = [d for d in dict.fromkeys(t.loc[t["ours"].notna(), "dataset"])]
+        evals = []
+        st = next(iter(res.metrics.get("settings", {}).values()), {})
+        if st.get("fid_samples"):
+            evals.append(("FID samples", st["fid_samples"], scale.PAPER_FID_SAMPLES))
+        sc = scale.run_scale(res, datasets, evals)
+        return [claim(c, self.SECTION, *rule(t, datasets), sc)
+                for c, rule in zip(self.CLAIMS, (_mle_beats_unit_variance, _comparable_with_ae,
+                                                 _mle_beats_trainable, _diag_d_best_prior))]
+
+    def results_markdown(self, res) -> str:
+        """The page's results paragraph, from the numbers this run has (nothing when there are none)."""
+        if res is None or res.tables.get(self.table) is None:
+            return ""
+        t = res.tables[self.table]
+        ran = [d for d in dict.fromkeys(t.loc[t["ours"].notna(), "dataset"])]
+        st = next(iter(res.metrics.get("settings", {}).values()), {})
+        out = [f"**Results.** {scale.training_line(res, ran)}"]
+        if st.get("fid_samples"):
+            fid = f"FIDs from {fmt(st['fid_samples'], ',.0f')} samples with {fmt(st.get('fid_dims'), '.0f')}-d " \
+                  "Inception features"
+            out.append(fid + ("." if st.get("fid_comparable") else " (not the paper's 10,000 samples with 2048-d "
+                                                                    "features: only orderings are compared)."))
+        wins = []
+        for d in ran:
+            w = mle_vs_trainable(t, d)
+            if w["ours"][1]:
+                wins.append(f"{w['ours'][0]} of {w['ours'][1]} on {scale.dataset_label(d)} (paper "
+                            f"{w['paper'][0]} of {w['paper'][1]})")
+        if wins:
+            out.append("\n\n**MLE against trainable Σx.** FID cells where the MLE model beats the trainable "
+                       "model of the same shape: " + "; ".join(wins) + ".")
+        vals = res.metrics.get("values", {})
+        sig = [f"{fmt(v, '.3g')} on {scale.dataset_label(d)} (paper {self.paper_sigma2[d]:g})"
+               for d in ran if d in self.paper_sigma2
+               for v in [(vals.get(d, {}).get("mle-iso-i") or {}).get("sigma2")] if v is not None]
+        if sig:
+            out.append("\n\n**Learned variance.** Our Iso-I (MLE) model's learned σx²: " + "; ".join(sig) + ".")
+        line = verdict_line(t)
+        if line:
+            out.append(f"\n\nVerdicts over all cells of {self.table.replace('table', 'Table ')}: {line}.")
+        return " ".join(out).replace(" \n\n", "\n\n")
+
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where there are no results."""
         out = {"gen_label": "no results", "gen_verdicts": "n/a", "gen_sigma2_mnist": "n/a", "gen_sigma2_celeba": "n/a",
@@ -238,6 +297,88 @@ class Generation(scale.Section6Experiment):
             out["gen_fid_samples"] = fmt(st.get("fid_samples"), ",.0f")
             out["gen_fid_dims"] = fmt(st.get("fid_dims"), ".0f")
         return out
+
+
+def _mle_beats_unit_variance(t: pd.DataFrame, datasets) -> tuple:
+    """(status, evidence): MLE rows below the σx² = 1 VAE in the prior and GMM-10 FID cells, ours vs the paper."""
+    from vaebook.lab.status import tally_status
+
+    ours = paper = n = 0
+    for d in datasets:
+        for m in ("fid_prior", "fid_gmm10"):
+            o, p = scale.both(t, d, m)
+            if "vae-gaussian" not in o:
+                continue
+            for r in (x for x in o if x.startswith("mle-")):
+                ours += o[r] < o["vae-gaussian"]
+                paper += p[r] < p["vae-gaussian"]
+                n += 1
+    if not n:
+        return "not run", "the σx² = 1 VAE or the MLE rows were not run"
+    return tally_status(ours, paper, n), (f"MLE below σx² = 1 in {ours} of {n} FID cells, paper {paper} of {n} "
+                                          f"({', '.join(scale.dataset_label(d) for d in datasets)})")
+
+
+def _comparable_with_ae(t: pd.DataFrame, datasets, within: float = 0.10) -> tuple:
+    """(status, evidence): per (dataset, MSE/FID column) the best MLE row within ``within`` of the best AE-type
+    row, ours vs the paper."""
+    from vaebook.lab.status import tally_status
+
+    ours = paper = n = 0
+    for d in datasets:
+        for m in METRIC_ORDER:
+            o, p = scale.both(t, d, m)
+            mle = [r for r in o if r.startswith("mle-")]
+            ae = [r for r in o if scale.is_ae_type(r)]
+            if not mle or not ae:
+                continue
+            ours += min(o[r] for r in mle) <= (1 + within) * min(o[r] for r in ae)
+            paper += min(p[r] for r in mle) <= (1 + within) * min(p[r] for r in ae)
+            n += 1
+    if not n:
+        return "not run", "no column with both an MLE row and an AE/WAE/RAE row"
+    return tally_status(ours, paper, n), (f"best MLE within {within:.0%} of the best AE/WAE/RAE in {ours} of {n} "
+                                          f"MSE/FID columns, paper {paper} of {n}")
+
+
+def _mle_beats_trainable(t: pd.DataFrame, datasets) -> tuple:
+    """(status, evidence): :func:`mle_vs_trainable` per dataset; the claim holds on a dataset when MLE wins more
+    than half of the cells."""
+    from vaebook.lab.status import flags_status
+
+    flags, parts = [], []
+    for d in datasets:
+        w = mle_vs_trainable(t, d)
+        (o, n), (pw, _) = w["ours"], w["paper"]
+        if not n:
+            continue
+        flags.append(o > n / 2)
+        parts.append(f"{scale.dataset_label(d)} {o} of {n} (paper {pw} of {n})")
+    if not flags:
+        return "not run", "no MLE row ran with its trainable twin"
+    return flags_status(flags), "MLE lower FID than its trainable twin: " + "; ".join(parts)
+
+
+def _diag_d_best_prior(t: pd.DataFrame, datasets) -> tuple:
+    """(status, evidence): the lowest prior FID among the VAE rows is MLE Diag-D's, on the datasets where the
+    paper's own numbers show it."""
+    from vaebook.lab.status import flags_status
+
+    flags, parts = [], []
+    for d in datasets:
+        o, p = scale.both(t, d, "fid_prior")
+        vae = [r for r in o if scale.is_vae(r)]
+        if "mle-diag-d" not in vae or len(vae) < 2:
+            continue
+        ob, pb = min(vae, key=o.get), min(vae, key=p.get)
+        if pb != "mle-diag-d":
+            parts.append(f"{scale.dataset_label(d)}: not claimed (paper's best {scale.display(pb)})")
+            continue
+        flags.append(ob == "mle-diag-d")
+        parts.append(f"{scale.dataset_label(d)}: ours best {scale.display(ob)} of {len(vae)} VAEs")
+    if not flags:
+        return "not run", "; ".join(parts) or "MLE Diag-D or the other VAEs were not run"
+    return flags_status(flags), "; ".join(parts)
 
 
 def learned_sigma2(model) -> Optional[float]:

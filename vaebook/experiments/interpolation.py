@@ -114,6 +114,79 @@ class Interpolation(scale.Section6Experiment):
         return {c: (paper.loc[paper.loc[paper["metric"] == c, "paper"].idxmin(), "row"]
                     if (paper["metric"] == c).any() else None) for c in RATIOS}
 
+    # -- the status page ----------------------------------------------------------------------
+    SECTION = "6.2 (Table 5)"
+    CLAIMS = ("Diag-D (MLE) gives the best interpolation FID on MNIST (mid- and random-point)",
+              "On CelebA the MLE models are competitive (best MLE row within 10 % of the best row)")
+
+    def claims(self, res, within: float = 0.10) -> list:
+        """Table 5's ordering: on MNIST the lowest FID of each column is MLE Diag-D's; on CelebA the best MLE row
+        is within ``within`` of the best row. Read over the rows we ran (the paper's best among the same rows)."""
+        from vaebook.lab.status import claim, flags_status, not_run
+
+        if res is None or res.tables.get(TABLE) is None:
+            return not_run([(c, self.SECTION) for c in self.CLAIMS])
+        t = res.tables[TABLE]
+        evals = []
+        st = next(iter(res.metrics.get("settings", {}).values()), {})
+        if st.get("n_pairs"):
+            evals.append(("FID pairs", st["n_pairs"], scale.PAPER_FID_SAMPLES))
+        ran = [d for d in DATASETS if d in set(t.loc[t["ours"].notna(), "dataset"])]
+        sc = scale.run_scale(res, ran, evals)
+        out = []
+        # MNIST: the best row
+        flags, parts = [], []
+        for m in RATIOS:
+            o, p = scale.both(t, "mnist", m)
+            if "mle-diag-d" not in o or len(o) < 2:
+                continue
+            ob, pb = min(o, key=o.get), min(p, key=p.get)
+            flags.append(ob == "mle-diag-d")
+            parts.append(f"{METRIC_LABELS[m]}: best {scale.display(ob)} of {len(o)} rows (paper: {scale.display(pb)})")
+        out.append(claim(self.CLAIMS[0], self.SECTION, flags_status(flags),
+                         "; ".join(parts) if flags else "MNIST or MLE Diag-D not run", sc))
+        # CelebA: competitive
+        flags, parts = [], []
+        for m in RATIOS:
+            o, p = scale.both(t, "celeba64", m)
+            mle = [r for r in o if r.startswith("mle-")]
+            if not mle or len(o) < 2:
+                continue
+            bm, best = min(o[r] for r in mle), min(o.values())
+            flags.append(bm <= (1 + within) * best)
+            parts.append(f"{METRIC_LABELS[m]}: best MLE {fmt(bm, '.3g')} vs best row {fmt(best, '.3g')} "
+                         f"(paper {fmt(min(p[r] for r in mle), '.3g')} vs {fmt(min(p.values()), '.3g')})")
+        out.append(claim(self.CLAIMS[1], self.SECTION, flags_status(flags),
+                         "; ".join(parts) if flags else "CelebA or its MLE rows not run", sc))
+        return out
+
+    def results_markdown(self, res) -> str:
+        """The page's results paragraph, from the numbers this run has (nothing when there are none)."""
+        if res is None or res.tables.get(TABLE) is None:
+            return ""
+        t = res.tables[TABLE]
+        st = res.metrics.get("settings", {})
+        ran = [d for d in DATASETS if d in st]
+        out = [f"**Results.** {scale.training_line(res, ran)}"]
+        any_ds = next(iter(st.values()), {})
+        if any_ds.get("n_pairs"):
+            out.append(f"{fmt(any_ds['n_pairs'], ',.0f')} pairs per FID with {fmt(any_ds.get('fid_dims'), '.0f')}-d "
+                       "features" + ("." if any_ds.get("fid_comparable") else " (not the paper's 10,000 pairs with "
+                                                                             "2048-d features: only orderings are "
+                                                                             "compared)."))
+        best = []
+        for d in ran:
+            b, pb = (st[d].get("best") or {}).get("fid_mid_point"), self.paper_best(d)["fid_mid_point"]
+            if b:
+                best.append(f"{scale.dataset_label(d)}: ours {scale.display(b)} of {len(st[d].get('models', []))} "
+                            f"rows run, paper {scale.display(pb) if pb else '–'} of all its rows")
+        if best:
+            out.append("\n\n**Best mid-point FID.** " + "; ".join(best) + ".")
+        line = verdict_line(t)
+        if line:
+            out.append(f"\n\nVerdicts over all cells of Table 5: {line}.")
+        return " ".join(out).replace(" \n\n", "\n\n")
+
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where there are no results."""
         best = self.paper_best("mnist")["fid_mid_point"]

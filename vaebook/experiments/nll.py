@@ -134,6 +134,75 @@ class NLL(scale.Section6Experiment):
         paper = paper[paper["dataset"] == dataset]
         return claims(dict(zip(paper["row"], paper["paper"])))
 
+    # -- the status page ----------------------------------------------------------------------
+    SECTION = "6.4 (Table 7)"
+    CLAIMS = ("Every MLE Σx has a lower NLL bound than σx² = 1",
+              "Diag-D has the lowest NLL bound of the MLE models")
+
+    def claims(self, res) -> list:
+        """Table 7's ordering on each dataset we ran (:func:`claims`), as in the paper's numbers."""
+        from vaebook.lab.status import claim, flags_status, not_run
+
+        if res is None or res.tables.get(TABLE) is None:
+            return not_run([(c, self.SECTION) for c in self.CLAIMS])
+        t = res.tables[TABLE]
+        below, lowest, pb, pl = [], [], [], []
+        ran = []
+        for d in DATASETS:
+            o, p = scale.both(t, d, "nll")
+            if "vae-gaussian" not in o and not any(r.startswith("mle-") for r in o):
+                continue
+            ran.append(d)
+            c, cp = claims(o), claims(p)
+            lab = scale.dataset_label(d)
+            if c["all_mle_below_vae"] is not None:
+                below.append(c["all_mle_below_vae"])
+                n_mle = sum(r.startswith("mle-") for r in o)
+                pb.append(f"{lab}: {'yes' if c['all_mle_below_vae'] else 'no'} over {n_mle} MLE rows (VAE < "
+                          f"{fmt(o['vae-gaussian'], '.1f')}, paper {'yes' if cp['all_mle_below_vae'] else 'no'})")
+            if c["lowest_mle"] is not None and sum(r.startswith("mle-") for r in o) >= 2 and "mle-diag-d" in o:
+                lowest.append(c["lowest_mle"] == "mle-diag-d")
+                pl.append(f"{lab}: lowest {scale.display(c['lowest_mle'])} (paper "
+                          f"{scale.display(cp['lowest_mle']) if cp['lowest_mle'] else '–'})")
+        st = next(iter(res.metrics.get("settings", {}).values()), {})
+        evals = [("importance samples", st["iwae_k"], scale.PAPER_IWAE_K)] if st.get("iwae_k") else []
+        sc = scale.run_scale(res, ran, evals)
+        return [claim(self.CLAIMS[0], self.SECTION, flags_status(below),
+                      "; ".join(pb) or "the σx² = 1 VAE or the MLE rows were not run", sc),
+                claim(self.CLAIMS[1], self.SECTION, flags_status(lowest),
+                      "; ".join(pl) or "fewer than two MLE rows (with Diag-D) were run", sc)]
+
+    def results_markdown(self, res) -> str:
+        """The page's results paragraph, from the numbers this run has (nothing when there are none)."""
+        if res is None or res.tables.get(TABLE) is None:
+            return ""
+        t = res.tables[TABLE]
+        st = res.metrics.get("settings", {})
+        ran = [d for d in DATASETS if d in st]
+        out = [f"**Results.** {scale.training_line(res, ran)}"]
+        any_ds = next(iter(st.values()), {})
+        if any_ds.get("iwae_k"):
+            out.append(f"Bounds from k = {fmt(any_ds['iwae_k'], '.0f')} importance samples (paper 500) on "
+                       + ", ".join(f"{fmt(st[d].get('n_test'), ',.0f')} {scale.dataset_label(d)}" for d in ran)
+                       + " test images.")
+        paper = self.paper_frame()
+        for d in ran:
+            o = scale.cells(t, d, "nll")
+            p = scale.cells(paper, d, "nll", "paper")
+            bits = [f"{scale.display(r)} < {fmt(o[r], '.2f')} (paper < {fmt(p[r], '.2f')})" for r in
+                    ("vae-gaussian", "mle-diag-d") if r in o and r in p]
+            c = st[d].get("claims", {})
+            if c.get("all_mle_below_vae") is not None:
+                bits.append(f"every MLE model below the VAE: {'yes' if c['all_mle_below_vae'] else 'no'} (paper: yes)")
+            if c.get("lowest_mle"):
+                bits.append(f"lowest MLE model: {scale.display(c['lowest_mle'])} (paper: Diag-D)")
+            if bits:
+                out.append(f"\n\n**{scale.dataset_label(d)}.** " + "; ".join(bits) + ".")
+        line = verdict_line(t)
+        if line:
+            out.append(f"\n\nVerdicts over all cells of Table 7: {line}.")
+        return " ".join(out).replace(" \n\n", "\n\n")
+
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where there are no results."""
         out = {"nll_label": "no results", "nll_verdicts": "n/a", "nll_k": "n/a", "nll_below_mnist": "n/a",

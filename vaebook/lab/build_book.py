@@ -9,13 +9,20 @@ are executed there in ``report`` mode (no training; they read ``--results-dir``)
 (``book/status.ipynb``) is always executed against ``--results-dir``. Jupyter Book never executes
 anything itself (``execute_notebooks: off``), and Sphinx runs with warnings as errors (``-W -n
 --keep-going``), so a broken glue reference or cross-reference fails the build.
+
+MathJax is served from the site itself, so maths renders without internet: the one file
+``es5/tex-svg-full.js`` of the npm package ``mathjax@3.2.2`` (all TeX extensions, SVG output, no font
+files) is fetched once with ``npm pack`` into ``.cache/`` and copied to ``_static/mathjax/`` (``_config.yml``:
+``mathjax_path``). Without npm or the registry the build says so and falls back to the CDN.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +34,12 @@ from vaebook.lab.run_all import REPO, ensure_kernel, notebooks
 
 SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
 STATUS = "book/status.ipynb"
+
+
+MATHJAX_VERSION = "3.2.2"
+MATHJAX_FILE = "tex-svg-full.js"
+MATHJAX_CDN = f"https://cdn.jsdelivr.net/npm/mathjax@{MATHJAX_VERSION}/es5/{MATHJAX_FILE}"
+MATHJAX_CACHE = REPO / ".cache" / f"mathjax-{MATHJAX_VERSION}"
 
 
 class BookBuildError(RuntimeError):
@@ -91,15 +104,92 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def fetch_mathjax(cache: Path = MATHJAX_CACHE, log=print) -> Optional[Path]:
+    """The folder holding MathJax's ``tex-svg-full.js`` (and its LICENSE), fetched once from the npm registry with
+    ``npm pack mathjax@<version>`` into ``cache``; None (with a message) when npm is missing or fails."""
+    if (cache / MATHJAX_FILE).is_file():
+        return cache
+    npm = shutil.which("npm")
+    if npm is None:
+        log("[build_book] npm not found: MathJax cannot be bundled (install Node.js/npm); maths will need internet")
+        return None
+    with tempfile.TemporaryDirectory() as td:
+        try:
+            proc = subprocess.run([npm, "pack", f"mathjax@{MATHJAX_VERSION}", "--pack-destination", td, "--silent"],
+                                  capture_output=True, text=True, timeout=600, cwd=td)
+        except (OSError, subprocess.SubprocessError) as e:
+            log(f"[build_book] npm pack mathjax@{MATHJAX_VERSION} failed ({e}); maths will need internet")
+            return None
+        tgz = next(iter(sorted(Path(td).glob("mathjax-*.tgz"))), None)
+        if proc.returncode != 0 or tgz is None:
+            log(f"[build_book] npm pack mathjax@{MATHJAX_VERSION} failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-300:]}; maths will need internet")
+            return None
+        part = cache.with_name(cache.name + f".partial-{os.getpid()}")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        with tarfile.open(tgz) as tf:
+            for member, out in ((f"package/es5/{MATHJAX_FILE}", MATHJAX_FILE), ("package/LICENSE", "LICENSE")):
+                f = tf.extractfile(tf.getmember(member))
+                (part / out).write_bytes(f.read() if f is not None else b"")
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(part, cache)
+    log(f"[build_book] MathJax {MATHJAX_VERSION} fetched from the npm registry into {_rel(cache)}")
+    return cache
+
+
+def bundle_mathjax(tmp: Path, log=print) -> bool:
+    """Copy MathJax into the book's static folder (``_config.yml``'s ``mathjax_path``); without it, point
+    ``mathjax_path`` at the CDN in the build's copy of ``_config.yml``. True when bundled."""
+    cfg_p = tmp / "_config.yml"
+    cfg = yaml.safe_load(cfg_p.read_text())
+    path = (cfg.get("sphinx", {}).get("config") or {}).get("mathjax_path", "")
+    if not path or "://" in path:
+        return False
+    src = fetch_mathjax(log=log)
+    static = (cfg["sphinx"]["config"].get("html_static_path") or ["_static"])[0]
+    if src is not None:
+        dst = tmp / static / path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / MATHJAX_FILE, dst)
+        if (src / "LICENSE").is_file():
+            shutil.copy2(src / "LICENSE", dst.parent / "LICENSE")
+        return True
+    cfg["sphinx"]["config"]["mathjax_path"] = MATHJAX_CDN
+    cfg_p.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return False
+
+
 def hide_parameter_cells(nb_path: Path) -> None:
-    """Tag the parameters and papermill's injected cells ``remove-cell``: a reader sees results, not knobs."""
+    """Ready an executed notebook for the book: a reader sees results, not knobs or machine paths.
+
+    * the ``parameters`` cell is tagged ``remove-cell``; papermill's injected cell is dropped (it may hold the
+      builder's absolute ``results_dir``), and so are papermill's input/output paths and parameters in the
+      notebook's metadata (the site offers the notebook for download);
+    * printed output (``stream``: the training log of a page run in compute mode) is dropped: the page shows
+      results; the log stays in the executed notebook;
+    * a hidden-input code cell without any other output is removed (an empty "show code" toggle tells nothing).
+    """
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
+    cells = []
     for c in nb.cells:
         tags = c.metadata.setdefault("tags", [])
-        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+        if "injected-parameters" in tags:
+            continue
+        if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+        if c.cell_type == "code":
+            c.outputs = [o for o in c.get("outputs", []) if o.get("output_type") != "stream"]
+        if (c.cell_type == "code" and not c.get("outputs") and "hide-input" in tags and "remove-cell" not in tags):
+            tags.append("remove-cell")
+        cells.append(c)
+    nb.cells = cells
+    pm = nb.metadata.get("papermill")
+    if isinstance(pm, dict):
+        for k in ("input_path", "output_path", "parameters", "environment_variables"):
+            pm.pop(k, None)
     nbformat.write(nb, nb_path)
 
 
@@ -109,6 +199,7 @@ def prepare(tmp: Path, results_dir: Path, executed_dir: Optional[Path], allow_mi
     from vaebook.lab.run_all import run_notebook
 
     _copy_sources(tmp)
+    bundle_mathjax(tmp, log)
     missing = []
     for name in notebooks():
         target = tmp / "notebooks" / f"{name}.ipynb"

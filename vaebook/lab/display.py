@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Optional, Sequence
 
 import numpy as np
@@ -31,17 +32,135 @@ def glue_all(values: dict) -> None:
         glue(k, str(v), display=False)
 
 
-def show_table(df, caption: str = "", precision: int = 3, max_rows: Optional[int] = None):
-    """``df`` as an HTML table under ``caption`` (put the provenance label in it)."""
+#: colours of the verdicts and claim statuses (the badges of ``book/_static/vaebook.css`` and the status page's bars)
+VERDICT_COLOURS = {
+    "match": "#1a7f37", "trend holds": "#4c9a2a", "holds": "#1a7f37", "confirmed": "#1a7f37",
+    "partly": "#bf8700", "at ceiling": "#bf8700", "corrected": "#bf8700", "extension": "#0969da",
+    "differs": "#cf222e", "not shown at this scale": "#cf222e", "counterexample": "#8250df",
+    "ours only": "#0969da", "did not train": "#6e7781", "not evaluable": "#6e7781", "not run": "#d0d7de",
+}
+#: columns shown as coloured badges
+BADGE_COLUMNS = ("verdict", "status", "kind")
+#: text longer than this goes into a collapsible block
+LONG_TEXT = 80
+#: characters of folded text shown before it is opened (in a cell; in the full-width line under a row)
+FOLD_SUMMARY = 48
+DETAIL_SUMMARY = 110
+_MINUS_ZERO = re.compile(r"^-0(\.0*)?(e[+-]?0+)?$")
+
+
+def slug(v) -> str:
+    """A CSS-class-safe name of a verdict or status ("trend holds" -> "trend-holds")."""
+    return re.sub(r"[^a-z0-9]+", "-", str(v).lower()).strip("-") or "none"
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (v is pd.NA) or (
+        isinstance(v, (np.floating,)) and np.isnan(v))
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            and not _missing(v))
+
+
+def cell_text(v, precision: int = 3) -> str:
+    """A table cell as text: numbers to ``precision`` significant digits, never ``-0``, "–" when missing."""
+    if _missing(v):
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return fmt(v, f".{precision}g", "–")
+    s = str(v)
+    return s[1:] if _MINUS_ZERO.match(s) else s
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may break after ``_`` and ``+`` (long identifiers such as isoI_SU+SL+BU+BL)."""
+    return html.escape(text).replace("_", "_<wbr>").replace("+", "+<wbr>")
+
+
+def cell_html(col: str, v, precision: int = 3, raw: bool = False, fold: bool = True) -> str:
+    """One cell's content: a badge in a verdict/status column, long text in a ``<details>`` block (unless not
+    ``fold``), identifiers breakable at ``_`` and ``+``."""
+    if raw and not _missing(v):
+        return str(v)
+    s = cell_text(v, precision)
+    if col == "verdict" and s == "–":
+        s = "not run"  # a paper cell without a value of ours
+    if col in BADGE_COLUMNS and s != "–":
+        return f'<span class="vb-badge vb-{slug(s)}">{html.escape(s)}</span>'
+    if fold and len(s) > LONG_TEXT:
+        cut = s[:FOLD_SUMMARY].rsplit(" ", 1)[0].rstrip(" ,;:(") or s[:FOLD_SUMMARY]
+        return (f'<details class="vb-more"><summary>{html.escape(cut)} …</summary>'
+                f'<div>{html.escape(s)}</div></details>')
+    return _breakable(s)
+
+
+def table_html(df, precision: int = 3, raw_columns: Sequence[str] = (), css_class: str = "vaebook-table",
+               full_text: Sequence[str] = (), max_columns: int = 11) -> str:
+    """``df`` as an HTML table that fits the page (see ``book/_static/vaebook.css``).
+
+    Short columns form the table's row; columns of long text (a verdict's ``reason``, notes) go into a second,
+    full-width line under it, folded in a ``<details>`` block unless named in ``full_text``, so the table stays
+    narrow and the verdict column in view. Verdict/status columns are coloured badges; numbers have
+    ``precision`` significant digits and never read ``-0``; headers and identifiers break at ``_``.
+    ``raw_columns`` hold HTML shown as it is (never moved). A table of more than ``max_columns`` short columns
+    and no verdict (our numbers laid out like the paper's) is cut into blocks of columns, one under the other,
+    each led by its first column, so no column is scrolled out of view."""
+    cols = [str(c) for c in df.columns]
+    d = df.copy()
+    d.columns = cols
+    long_cols = [c for c in cols if c not in (*BADGE_COLUMNS, *raw_columns)
+                 and d[c].map(lambda v: len(cell_text(v, precision)) > LONG_TEXT).any()]
+    main = [c for c in cols if c not in long_cols]
+    if len(main) > max_columns and not (set(main) & set(BADGE_COLUMNS)) and not long_cols:
+        # a wide table of numbers: blocks of columns, each led by the first (key) column, one under the other
+        k = max_columns - 1
+        blocks = [d[[main[0], *main[1 + i:1 + i + k]]] for i in range(0, len(main) - 1, k)]
+        inner = "".join(table_html(b, precision, raw_columns, css_class, full_text, max_columns)
+                        .removeprefix('<div class="vaebook-table-wrap">').removesuffix("</div>") for b in blocks)
+        return f'<div class="vaebook-table-wrap">{inner}</div>'
+    head = "".join(f'<th class="vb-col-{slug(c)}">{_breakable(c)}</th>' for c in main)
+    body = []
+    for _, r in d.iterrows():
+        tds = "".join(f'<td class="vb-col-{slug(c)}{" vb-num" if _is_number(r[c]) else ""}">'
+                      f'{cell_html(c, r[c], precision, c in raw_columns)}</td>' for c in main)
+        rows = f"<tr>{tds}</tr>"
+        extra = []
+        for c in long_cols:
+            text = cell_text(r[c], precision)
+            if text == "–":
+                continue
+            label = f'<span class="vb-label">{html.escape(c)}:</span> '
+            if c in full_text or len(text) <= LONG_TEXT:
+                extra.append(f'<div class="vb-line">{label}{html.escape(text)}</div>')
+            else:
+                cut = text[:DETAIL_SUMMARY].rsplit(" ", 1)[0].rstrip(" ,;:(") or text[:DETAIL_SUMMARY]
+                extra.append(f'<details class="vb-more"><summary>{label}{html.escape(cut)} …</summary>'
+                             f'<div>{html.escape(text)}</div></details>')
+        if extra:
+            rows += f'<tr class="vb-detail"><td colspan="{len(main)}">{"".join(extra)}</td></tr>'
+        body.append(f'<tbody class="vb-rec">{rows}</tbody>')
+    return (f'<div class="vaebook-table-wrap"><table class="{css_class}"><thead><tr>{head}</tr></thead>'
+            f'{"".join(body)}</table></div>')
+
+
+def show_table(df, caption: str = "", precision: int = 3, max_rows: Optional[int] = None,
+               raw_columns: Sequence[str] = (), full_text: Sequence[str] = ()):
+    """``df`` as an HTML table under ``caption`` (put the provenance label in it); see :func:`table_html`.
+    ``raw_columns``: columns holding HTML (e.g. links) shown as they are; ``full_text``: long-text columns shown
+    whole rather than folded."""
     from IPython.display import HTML, display
 
     if df is None or len(df) == 0:
         return
     d = df if max_rows is None else df.head(max_rows)
-    html_t = d.to_html(index=False, na_rep="–", float_format=lambda v: fmt(v, f".{precision}g", "–"),
-                       escape=True, border=0, classes="vaebook-table")
-    cap = f"<p><em>{html.escape(str(caption))}</em></p>" if caption else ""
-    display(HTML(cap + html_t))
+    cap = f'<p class="vaebook-caption"><em>{html.escape(str(caption))}</em></p>' if caption else ""
+    display(HTML(cap + table_html(d, precision, raw_columns, full_text=full_text)))
 
 
 def show_figure(res, stem: str, caption: str = "") -> bool:
@@ -82,7 +201,7 @@ def display_cells(df: pd.DataFrame, dataset: Optional[str] = None, labels: Optio
         d["metric"] = d["metric"].map(lambda m: labels.get(m, m))
     for c in ("paper", "ours"):
         if c in d:
-            d[c] = d[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}")
+            d[c] = d[c].map(lambda v: fmt(v, ".4g", ""))
     d["verdict"] = d["verdict"].fillna("not run")
     return d.reset_index(drop=True)
 
@@ -96,8 +215,7 @@ def side_by_side(df: pd.DataFrame, dataset: str, labels: Optional[dict] = None, 
         return pd.DataFrame()
 
     def cell(r):
-        o = "–" if pd.isna(r["ours"]) else f"{r['ours']:.4g}"
-        p = "–" if pd.isna(r["paper"]) else f"{r['paper']:.4g}"
+        o, p = fmt(r["ours"], ".4g", "–"), fmt(r["paper"], ".4g", "–")
         return f"{o} ({p})"
 
     d = d.assign(cell=d.apply(cell, axis=1))
@@ -145,5 +263,6 @@ def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell
     return fig
 
 
-__all__ = ["fmt", "glue_all", "show_table", "show_figure", "banner", "SMOKE_WARNING", "display_cells",
+__all__ = ["fmt", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
+           "BADGE_COLUMNS", "show_figure", "banner", "SMOKE_WARNING", "display_cells",
            "side_by_side", "image_grid", "grid_figure"]

@@ -92,6 +92,12 @@ class Experiment:
     def summary(self, res) -> dict:
         return {}
 
+    def claims(self, res) -> list:
+        """The paper's claims this experiment tests, for the status page: dicts with ``claim``, ``section``,
+        ``status`` (``holds`` / ``partly`` / ``not shown at this scale`` / ``not run``), ``evidence`` (one line)
+        and ``scale`` (ours as a fraction of the paper's). ``res`` None: every claim ``not run``."""
+        return []
+
     # -- reading -----------------------------------------------------------------------------
     def find(self, results_dir="results"):
         """The largest-scale complete results of this experiment (None when there are none)."""

@@ -1,21 +1,186 @@
-"""The status page's table: one row per comparison table of each experiment's largest-scale results."""
+"""The status page: one row per claim of the paper (:func:`claims_table`), the theory apart (:func:`theory_line`),
+and one row per comparison table of each experiment's largest-scale results (:func:`status_table`, with
+:func:`verdict_figure`). Also the small rules an experiment's ``claims(res)`` uses to turn tallies into a status."""
 from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
 
 import pandas as pd
 
-from vaebook.lab.compare import verdict_counts
+from vaebook.lab.compare import VERDICTS, verdict_counts
+
+#: the status of a claim, strongest first
+CLAIM_STATUSES = ("holds", "partly", "not shown at this scale", "not run")
+#: theory checks by kind (a ``kind`` column of the theory results table)
+THEORY_KINDS = ("confirmed", "corrected", "extension", "counterexample")
+THEORY = "theory"
+CLAIM_KEYS = ("claim", "section", "status", "evidence", "scale")
+
+
+# -- rules for an experiment's claims(res) ---------------------------------------------------------
+def tally_status(ours: int, paper: int, cells: int) -> str:
+    """A claim the paper makes by a tally over ``cells`` cells (e.g. "MLE beats σx² = 1 in 12 of 16 FID
+    cells"): ``holds`` when our tally reaches the paper's, ``partly`` when it reaches half of it, else ``not
+    shown at this scale``; ``not run`` without cells."""
+    if cells <= 0:
+        return "not run"
+    if ours >= paper:
+        return "holds"
+    return "partly" if ours >= paper / 2 else "not shown at this scale"
+
+
+def flags_status(flags: Sequence[Optional[bool]]) -> str:
+    """A claim checked on several datasets or columns: ``holds`` on all, ``partly`` on some, ``not shown at this
+    scale`` on none; ``not run`` when none could be checked (None flags are ignored)."""
+    f = [bool(x) for x in flags if x is not None]
+    if not f:
+        return "not run"
+    return "holds" if all(f) else ("partly" if any(f) else "not shown at this scale")
+
+
+def pct(a, b) -> str:
+    """``a/b`` as a percentage for a scale line ("8%", "0.4%", "100%")."""
+    try:
+        r = 100.0 * float(a) / float(b)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "?"
+    if not math.isfinite(r):
+        return "?"
+    return f"{r:.0f}%" if r >= 10 else f"{r:.2g}%"
+
+
+def claim(text: str, section: str, status: str, evidence: str, scale: str = "", page: str = "") -> dict:
+    """One claim row (validates ``status``)."""
+    if status not in CLAIM_STATUSES:
+        raise ValueError(f"claim status {status!r}; expected one of {CLAIM_STATUSES}")
+    out = {"claim": text, "section": section, "status": status, "evidence": evidence, "scale": scale}
+    if page:
+        out["page"] = page
+    return out
+
+
+def not_run(claims: Sequence[tuple], why: str = "no results yet") -> list:
+    """``(claim, section)`` pairs as ``not run`` rows."""
+    return [claim(c, s, "not run", why, "–") for c, s in claims]
+
+
+# -- the page --------------------------------------------------------------------------------------
+def _book_experiments():
+    from vaebook.lab.page import experiments
+    from vaebook.lab.run_all import notebooks
+
+    exps = experiments()
+    return [(n, exps[n]) for n in notebooks() if n in exps]
+
+
+def _smoke_note(res) -> str:
+    return "smoke test, not a result" if res is not None and res.is_smoke else ""
+
+
+def claims_table(results_dir) -> pd.DataFrame:
+    """One row per claim of the paper, in book order (the theory apart: :func:`theory_line`): ``section``,
+    ``claim``, ``status``, ``evidence``, ``scale``, ``page`` (the experiment's notebook). Claims read from smoke
+    results are ``not run`` (their evidence says so): smoke numbers are not results."""
+    rows = []
+    for name, exp in _book_experiments():
+        if name == THEORY:
+            continue
+        res = exp.find(results_dir)
+        got = list(exp.claims(res) or [])
+        smoke = _smoke_note(res)
+        for c in got:
+            missing = [k for k in CLAIM_KEYS if k not in c]
+            if missing:
+                raise ValueError(f"{name}.claims: a claim lacks {missing}: {c}")
+            if c["status"] not in CLAIM_STATUSES:
+                raise ValueError(f"{name}.claims: status {c['status']!r}; expected one of {CLAIM_STATUSES}")
+            row = {k: c[k] for k in CLAIM_KEYS}
+            if smoke and row["status"] != "not run":
+                row["evidence"] = f"{smoke} (the check itself reads {row['status']}: {row['evidence']})"
+                row["status"] = "not run"
+            row["page"] = c.get("page") or name
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["section", "claim", "status", "evidence", "scale", "page"])
+
+
+def claims_display(table: pd.DataFrame, titles: Optional[dict] = None, page_url: str = "../notebooks/{}.html"
+                   ) -> pd.DataFrame:
+    """The claims table for the page, three columns that fit it: ``claim`` (HTML: the claim, its section and a
+    link to its page), ``status`` (a badge) and ``evidence`` (HTML: the evidence, then the scale in small)."""
+    import html
+
+    titles = titles or {}
+    rows = []
+    for r in table.itertuples():
+        page = html.escape(str(r.page))
+        link = f'<a href="{page_url.format(page)}">{html.escape(str(titles.get(r.page) or r.page))}</a>'
+        rows.append({
+            "claim": f'{html.escape(str(r.claim))}<br><span class="vb-where">§ {html.escape(str(r.section))} · '
+                     f'{link}</span>',
+            "status": r.status,
+            "evidence": html.escape(str(r.evidence)) + (
+                f'<br><span class="vb-scale">scale: {html.escape(str(r.scale))}</span>'
+                if str(r.scale).strip() not in ("", "–", "-") else "")})
+    return pd.DataFrame(rows, columns=["claim", "status", "evidence"])
+
+
+def status_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`status_table` for the page, narrow enough to fit it: one ``verdicts`` column of counts."""
+    kinds = [k for k in (*VERDICTS, "not run") if k in table.columns]
+    rows = []
+    for r in table.to_dict("records"):
+        counts = " · ".join(f"{int(r[k])} {k}" for k in kinds if int(r[k] or 0))
+        rows.append({"results table": f"{r['notebook']} · {r['table']}" if r["table"] != "–" else r["notebook"],
+                     "from": r["provenance"], "cells compared": r["cells"], "verdicts": counts or "–",
+                     "note": r["note"] or ""})
+    return pd.DataFrame(rows, columns=["results table", "from", "cells compared", "verdicts", "note"])
+
+
+def claim_counts(table: pd.DataFrame) -> dict:
+    """Claims per status."""
+    s = table["status"] if table is not None and "status" in getattr(table, "columns", []) else pd.Series([])
+    return {k: int((s == k).sum()) for k in CLAIM_STATUSES}
+
+
+def theory_counts(res) -> Optional[dict]:
+    """The theory checks by kind (confirmed / corrected / extension / counterexample) when its results table has
+    a ``kind`` column (or a ``status`` column holding those kinds), else its verdict counts; None without results."""
+    if res is None:
+        return None
+    tabs = [t for t in res.tables.values() if "verdict" in t.columns or "kind" in t.columns]
+    for col in ("kind", "status"):
+        for t in tabs:
+            if col in t.columns and set(t[col].dropna()) <= set(THEORY_KINDS) and t[col].notna().any():
+                return {k: int((t[col] == k).sum()) for k in THEORY_KINDS}
+    counts: dict = {}
+    for t in tabs:
+        for k, v in verdict_counts(t).items():
+            counts[k] = counts.get(k, 0) + v
+    return counts
+
+
+def theory_line(results_dir) -> str:
+    """One line on the theory checks for the status page."""
+    exps = dict(_book_experiments())
+    if THEORY not in exps:
+        return "no theory page in this book"
+    res = exps[THEORY].find(results_dir)
+    c = theory_counts(res)
+    if c is None:
+        return "not run yet"
+    n = sum(c.values())
+    parts = ", ".join(f"{v} {k}" for k, v in c.items() if v)
+    smoke = " (smoke test, not a result)" if res.is_smoke else ""
+    return f"{n} derivations checked numerically: {parts}{smoke}" if n else f"no checks recorded{smoke}"
 
 
 def status_table(results_dir) -> pd.DataFrame:
     """Experiment, table, preset, provenance, cells compared (paper cells we did not run are counted apart, as
     ``not run``) and verdict counts, and a note (smoke = not a result), in book order (``_toc.yml``)."""
-    from vaebook.lab.page import experiments
-    from vaebook.lab.run_all import notebooks
-
-    exps = experiments()
     rows = []
-    for name in [n for n in notebooks() if n in exps]:
-        res = exps[name].find(results_dir)
+    for name, exp in _book_experiments():
+        res = exp.find(results_dir)
         if res is None:
             rows.append({"notebook": name, "table": "–", "preset": "none", "provenance": "no results yet", "cells": 0,
                          **verdict_counts(None), "note": "run the page in compute mode"})
@@ -33,4 +198,45 @@ def status_table(results_dir) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["status_table"]
+def verdict_figure(table: pd.DataFrame):
+    """A stacked horizontal bar of verdict counts per results table (``status_table`` rows), or None when no
+    table has a compared cell. Colours as the verdict badges of the pages."""
+    import matplotlib.pyplot as plt
+
+    from vaebook.lab.display import VERDICT_COLOURS
+
+    if table is None or table.empty:
+        return None
+    t = table[table["table"] != "–"]
+    kinds = [k for k in (*VERDICTS, "not run") if k in t.columns and t[k].sum() > 0]
+    if t.empty or not kinds:
+        return None
+    labels = [f"{r.notebook} · {r.table}" + (" (smoke)" if str(r.note).startswith("SMOKE") else "")
+              for r in t.itertuples()]
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(t) + 1.1))
+    left = [0] * len(t)
+    for k in kinds:
+        vals = [int(v) for v in t[k]]
+        ax.barh(range(len(t)), vals, left=left, color=VERDICT_COLOURS.get(k, "#999999"), label=k,
+                edgecolor="white", linewidth=0.5)
+        for i, (l0, v) in enumerate(zip(left, vals)):
+            if v >= max(3, 0.06 * max(1, sum(t.iloc[i][kk] for kk in kinds))):
+                ax.text(l0 + v / 2, i, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if k not in ("not run", "ours only") else "black")
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_yticks(range(len(t)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("cells", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    for sp in ("top", "right"):
+        ax.spines[sp].set_visible(False)
+    ax.legend(fontsize=7, ncol=min(4, len(kinds)), loc="upper center",
+              bbox_to_anchor=(0.5, -0.5 / max(1, len(t)) - 0.12), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "tally_status", "flags_status", "pct", "claim", "not_run",
+           "claims_table", "claims_display", "status_display", "claim_counts", "theory_counts", "theory_line",
+           "status_table", "verdict_figure"]
