@@ -690,7 +690,8 @@ def summary(res) -> dict:
     if res is None:
         return out
     m = res.metrics
-    out["nv_clean"] = fmt(m.get("clean_estimate_all"), ".3g")
+    out["nv_clean"] = fmt(m.get("clean_estimate_all"), ".3g",
+                          "not available (the clean-MNIST reference model was not run or did not train)")
     out["nv_n_train"] = fmt(m.get("n_train"), ",d") if m.get("n_train") else "n/a"
     t = res.tables.get("table3")
     if t is None or not len(t):
