@@ -738,3 +738,39 @@ __all__ = ["EXPERIMENT", "NoiseVariance", "PATTERNS", "MODELS", "COLUMNS", "part
            "results_from_records", "wide_table", "figure_estimates", "row_key", "constant_floor",
            "reconstruction_variance", "did_not_train", "claims", "summary", "run_line", "REFERENCE_BAND",
            "RECON_VAR_MIN", "CONSTANT_FRACTION", "REPRESENTABLE"]
+
+
+def figure_vs_reference(table: pd.DataFrame):
+    """Each estimate against the variance the injected noise implies (our clean estimate + s_x² × noisy share),
+    by shape; filled = a partition set that is all noisy, open = all clean, grey = mixed or did not train."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from vaebook.data import noisy_pattern_partitions
+
+    t = table.dropna(subset=["ours", "reference_ours"])
+    models = list(dict.fromkeys(t["model"]))
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(2.9 * max(1, len(models)), 2.9), squeeze=False)
+    lo = float(np.nanmin(t[["ours", "reference_ours"]].to_numpy())) if len(t) else 1e-3
+    hi = float(np.nanmax(t[["ours", "reference_ours"]].to_numpy())) if len(t) else 1.0
+    for ax, m in zip(axes[0], models):
+        s = t[t["model"] == m]
+        for _, r in s.iterrows():
+            parts = set(str(r["metric"]).split("_", 1)[1].split("+"))
+            noisy = set(noisy_pattern_partitions(r["noise_pattern"]))
+            kind = "noisy" if parts <= noisy else ("clean" if not parts & noisy else "mixed")
+            dnt = r["verdict"] == "did not train"
+            c = "0.6" if dnt or kind == "mixed" else "tab:red"
+            ax.scatter(r["reference_ours"], r["ours"], s=16, c=c if kind != "clean" or dnt else "none",
+                       edgecolors=c, linewidths=1, zorder=3)
+        xs = np.array([lo * 0.8, hi * 1.25])
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.fill_between(xs, xs / REFERENCE_BAND, xs * REFERENCE_BAND, color="0.9", lw=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(m, fontsize=8)
+        ax.set_xlabel("injected reference", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("our estimate", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -758,3 +758,32 @@ EXPERIMENT = Smoothness()
 __all__ = ["EXPERIMENT", "Smoothness", "SIGMA_X2_GRID", "SIGMA_Z2_GRID", "compare_table", "paper_long", "ours_long",
            "wide_tables", "figure_perturbed", "figure_tsne", "summary", "claims", "run_line", "row_key", "TREND_BAND",
            "MI_CEILING_TOL", "COLLAPSE_TOL"]
+
+
+def figure_sweep(table: pd.DataFrame, key: str):
+    """Paper vs ours over the sweep, one panel per quantity (log scale where every value is positive); the
+    shaded band is the factor-``TREND_BAND`` magnitude a "trend holds" cell must stay within."""
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(table["metric"]))
+    cols = 4
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.5 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, metrics):
+        t = table[table["metric"] == m].sort_values(key)
+        p = t.dropna(subset=["paper"])
+        o = t.dropna(subset=["ours"])
+        ax.plot(p[key], p["paper"], "o-", color="0.35", ms=3, lw=1, label="paper")
+        ax.fill_between(p[key], p["paper"] / TREND_BAND, p["paper"] * TREND_BAND, color="0.85", lw=0)
+        ax.plot(o[key], o["ours"], "s-", color="tab:blue", ms=4, lw=1.2, label="ours")
+        vals = pd.concat([p["paper"], o["ours"]])
+        if len(vals) and (vals > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(m, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel(key.replace("log10_", "log₁₀ ").replace("sigma_x2", "σx²").replace("sigma_z2", "σz²"), fontsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
