@@ -377,6 +377,20 @@ def dataset_label(d: str) -> str:
         return d
 
 
+def _trained(p: dict, d: str):
+    """``(images, epochs, batch size, steps)`` of a dataset's models under run parameters ``p`` (``steps`` capped
+    by ``max_steps``; ``None`` where the image count is unknown)."""
+    import math as _m
+
+    train = job("mle-iso-i", d, p).train_dict
+    n = per_dataset(p, "n_train", d) or PAPER_TRAIN_IMAGES.get(d)
+    bs, ep = int(train.get("batch_size", 64)), int(train.get("epochs", 1))
+    steps = ep * _m.ceil(int(n) / bs) if n else None
+    if steps is not None and train.get("max_steps"):
+        steps = min(steps, int(train["max_steps"]))
+    return n, ep, bs, steps
+
+
 def run_scale(res, datasets: Sequence[str] = (), evals: Sequence[tuple] = ()) -> str:
     """Our run as a fraction of the paper's, for the status page: per dataset the optimisation steps and training
     images (App. I epochs and batch sizes on the whole split), then ``evals`` (``(label, ours, paper)``, e.g. FID
@@ -397,15 +411,10 @@ def run_scale(res, datasets: Sequence[str] = (), evals: Sequence[tuple] = ()) ->
         paper = spec.train
         n_full = PAPER_TRAIN_IMAGES.get(d)
         try:
-            train = job("mle-iso-i", d, p).train_dict
+            n, _, _, steps = _trained(p, d)
         except Exception:  # noqa: BLE001 - a provenance without the settings: say so
             parts.append(f"{spec.label}: ?")
             continue
-        n = per_dataset(p, "n_train", d) or n_full
-        bs = int(train.get("batch_size", paper.get("batch_size", 64)))
-        steps = int(train.get("epochs", 1)) * _m.ceil(int(n) / bs)
-        if train.get("max_steps"):
-            steps = min(steps, int(train["max_steps"]))
         paper_steps = int(paper.get("epochs", 1)) * _m.ceil(n_full / int(paper.get("batch_size", 64))) if n_full else 0
         parts.append(f"{spec.label}: {pct(steps, paper_steps)} of the steps, {pct(n, n_full)} of the images")
     for label, ours, paper in evals:
@@ -418,8 +427,6 @@ def run_scale(res, datasets: Sequence[str] = (), evals: Sequence[tuple] = ()) ->
 def training_line(res, datasets: Sequence[str] = ()) -> str:
     """Markdown: how the run's models were trained (images, epochs, steps per dataset) and that every number is
     one training run (one seed)."""
-    import math as _m
-
     from vaebook.lab.display import fmt
 
     if res is None:
@@ -430,15 +437,9 @@ def training_line(res, datasets: Sequence[str] = ()) -> str:
     parts = []
     for d in datasets or p.get("datasets") or []:
         try:
-            train = job("mle-iso-i", d, p).train_dict
+            n, ep, bs, steps = _trained(p, d)
         except Exception:  # noqa: BLE001 - a provenance without the settings
             continue
-        n = per_dataset(p, "n_train", d) or PAPER_TRAIN_IMAGES.get(d)
-        bs = int(train.get("batch_size", 64))
-        steps = int(train.get("epochs", 1)) * _m.ceil(int(n) / bs) if n else None
-        if steps is not None and train.get("max_steps"):
-            steps = min(steps, int(train["max_steps"]))
-        ep = int(train.get("epochs", 1))
         parts.append(f"{dataset_label(d)} on {fmt(n, ',.0f', '?')} training images, {ep} epoch{'s' * (ep != 1)} "
                      f"of batch {bs}" + (f" ({fmt(steps, ',.0f')} step{'s' * (steps != 1)})" if steps else ""))
     if not parts:
@@ -449,7 +450,30 @@ def training_line(res, datasets: Sequence[str] = ()) -> str:
 
 class Section6Experiment(Experiment):
     """What the experiments of Tables 4–7 share: one unit per (dataset, model row) from :func:`units`, the model
-    and dataset checks, and an evaluation key without the selection. A subclass defines ``paper_frame``."""
+    and dataset checks, an evaluation key without the selection, and the frame of the page's results paragraph.
+    A subclass defines ``table``, ``paper_frame`` and ``results_parts``."""
+
+    table: str = ""
+
+    def results_parts(self, res, t: pd.DataFrame, st: dict, ran: list) -> list:
+        """The table's own sentences of the results paragraph (``st``: settings per dataset run)."""
+        return []
+
+    def results_markdown(self, res) -> str:
+        """The page's results paragraph from the numbers this run has: how it was trained, the table's own
+        findings, the verdict counts (nothing when there are no results)."""
+        from vaebook.lab.compare import verdict_line
+
+        if res is None or res.tables.get(self.table) is None:
+            return ""
+        t = res.tables[self.table]
+        st = res.metrics.get("settings", {})
+        ran = [d for d in st if d in set(t["dataset"])]
+        out = [f"**Results.** {training_line(res, ran)}", *self.results_parts(res, t, st, ran)]
+        line = verdict_line(t)
+        if line:
+            out.append(f"\n\nVerdicts over all cells of {self.table.replace('table', 'Table ')}: {line}.")
+        return " ".join(out).replace(" \n\n", "\n\n")
 
     def paper_frame(self) -> pd.DataFrame:
         raise NotImplementedError

@@ -84,22 +84,19 @@ class CelebAHQ(Generation):
                          "; ".join(parts) or "MLE Diag-D or the other rows were not run", sc))
         return out
 
-    def results_markdown(self, res) -> str:
-        """Table 4's paragraph, what the images were, and the ex-post tallies (only the numbers this run has)."""
-        text = super().results_markdown(res)
-        if not text:
-            return ""
-        st = res.metrics.get("settings", {}).get(DATASET, {})
-        if st.get("generated"):
-            text += ("\n\n**These runs used generated stand-in images, NOT CelebA-HQ**: the numbers test the code "
+    def results_parts(self, res, t, st: dict, ran: list) -> list:
+        """Table 4's sentences, what the images were, and the ex-post tallies (only the numbers this run has)."""
+        out = super().results_parts(res, t, st, ran)
+        if st.get(DATASET, {}).get("generated"):
+            out.append("\n\n**These runs used generated stand-in images, NOT CelebA-HQ**: the numbers test the code "
                      "only.")
         h, ph = res.metrics.get("ex_post_helps", {}), self.paper_ex_post_helps()
         sources = (("fid_2nd_vae", "The second-stage VAE"), ("fid_gmm100", "GMM-100"))
         parts = [f"{label} beats the prior's FID for {_count(h[c])} of our models with a prior (paper "
                  f"{_count(ph[c])})" for c, label in sources if h.get(c)]
         if parts:
-            text += "\n\n**Ex-post densities.** " + "; ".join(parts) + "."
-        return text
+            out.append("\n\n**Ex-post densities.** " + "; ".join(parts) + ".")
+        return out
 
     def data_status(self, data_root=None) -> str:
         """Where the CelebA-HQ images are expected and how many are there."""

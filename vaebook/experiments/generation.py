@@ -238,18 +238,13 @@ class Generation(scale.Section6Experiment):
                 for c, rule in zip(self.CLAIMS, (_mle_beats_unit_variance, _comparable_with_ae,
                                                  _mle_beats_trainable, _diag_d_best_prior))]
 
-    def results_markdown(self, res) -> str:
-        """The page's results paragraph, from the numbers this run has (nothing when there are none)."""
-        if res is None or res.tables.get(self.table) is None:
-            return ""
-        t = res.tables[self.table]
-        ran = [d for d in dict.fromkeys(t.loc[t["ours"].notna(), "dataset"])]
-        st = next(iter(res.metrics.get("settings", {}).values()), {})
-        out = [f"**Results.** {scale.training_line(res, ran)}"]
-        if st.get("fid_samples"):
-            fid = f"FIDs from {fmt(st['fid_samples'], ',.0f')} samples with {fmt(st.get('fid_dims'), '.0f')}-d " \
+    def results_parts(self, res, t, st: dict, ran: list) -> list:
+        """The results paragraph's own sentences (see :meth:`Section6Experiment.results_markdown`)."""
+        out, s0 = [], next(iter(st.values()), {})
+        if s0.get("fid_samples"):
+            fid = f"FIDs from {fmt(s0['fid_samples'], ',.0f')} samples with {fmt(s0.get('fid_dims'), '.0f')}-d " \
                   "Inception features"
-            out.append(fid + ("." if st.get("fid_comparable") else " (not the paper's 10,000 samples with 2048-d "
+            out.append(fid + ("." if s0.get("fid_comparable") else " (not the paper's 10,000 samples with 2048-d "
                                                                     "features: only orderings are compared)."))
         wins = []
         for d in ran:
@@ -266,10 +261,7 @@ class Generation(scale.Section6Experiment):
                for v in [(vals.get(d, {}).get("mle-iso-i") or {}).get("sigma2")] if v is not None]
         if sig:
             out.append("\n\n**Learned variance.** Our Iso-I (MLE) model's learned σx²: " + "; ".join(sig) + ".")
-        line = verdict_line(t)
-        if line:
-            out.append(f"\n\nVerdicts over all cells of {self.table.replace('table', 'Table ')}: {line}.")
-        return " ".join(out).replace(" \n\n", "\n\n")
+        return out
 
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where there are no results."""

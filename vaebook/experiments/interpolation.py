@@ -27,6 +27,7 @@ METRIC_LABELS = {"fid_mid_point": "FID mid-point", "fid_random_point": "FID rand
 
 
 class Interpolation(scale.Section6Experiment):
+    table = TABLE
     """Table 5: interpolation FIDs per model row, and Figure J.9."""
 
     name = "interpolation"
@@ -53,6 +54,7 @@ class Interpolation(scale.Section6Experiment):
 
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: mid-point and random-point interpolation FIDs, and the strips of Figure J.9."""
+
         from vaebook.metrics._util import model_device
         from vaebook.metrics.interpolation import interpolation_fid
 
@@ -160,14 +162,9 @@ class Interpolation(scale.Section6Experiment):
                          "; ".join(parts) if flags else "CelebA or its MLE rows not run", sc))
         return out
 
-    def results_markdown(self, res) -> str:
-        """The page's results paragraph, from the numbers this run has (nothing when there are none)."""
-        if res is None or res.tables.get(TABLE) is None:
-            return ""
-        t = res.tables[TABLE]
-        st = res.metrics.get("settings", {})
-        ran = [d for d in DATASETS if d in st]
-        out = [f"**Results.** {scale.training_line(res, ran)}"]
+    def results_parts(self, res, t, st: dict, ran: list) -> list:
+        """The results paragraph's own sentences (see :meth:`Section6Experiment.results_markdown`)."""
+        out = []
         any_ds = next(iter(st.values()), {})
         if any_ds.get("n_pairs"):
             out.append(f"{fmt(any_ds['n_pairs'], ',.0f')} pairs per FID with {fmt(any_ds.get('fid_dims'), '.0f')}-d "
@@ -182,10 +179,7 @@ class Interpolation(scale.Section6Experiment):
                             f"rows run, paper {scale.display(pb) if pb else '–'} of all its rows")
         if best:
             out.append("\n\n**Best mid-point FID.** " + "; ".join(best) + ".")
-        line = verdict_line(t)
-        if line:
-            out.append(f"\n\nVerdicts over all cells of Table 5: {line}.")
-        return " ".join(out).replace(" \n\n", "\n\n")
+        return out
 
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where there are no results."""

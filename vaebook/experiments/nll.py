@@ -43,6 +43,7 @@ METRIC_LABELS = {"nll": "NLL bound (nats)"}
 
 
 class NLL(scale.Section6Experiment):
+    table = TABLE
     """Table 7: the IWAE bound per (dataset, model)."""
 
     name = "nll"
@@ -71,6 +72,7 @@ class NLL(scale.Section6Experiment):
 
     def plan(self, ctx) -> list:
         """One unit per (dataset, model row); requested models must define p(x|z)."""
+
         units = super().plan(ctx)
         if isinstance(ctx.p["models"], list):
             seen = {}
@@ -172,14 +174,9 @@ class NLL(scale.Section6Experiment):
                 claim(self.CLAIMS[1], self.SECTION, flags_status(lowest),
                       "; ".join(pl) or "fewer than two MLE rows (with Diag-D) were run", sc)]
 
-    def results_markdown(self, res) -> str:
-        """The page's results paragraph, from the numbers this run has (nothing when there are none)."""
-        if res is None or res.tables.get(TABLE) is None:
-            return ""
-        t = res.tables[TABLE]
-        st = res.metrics.get("settings", {})
-        ran = [d for d in DATASETS if d in st]
-        out = [f"**Results.** {scale.training_line(res, ran)}"]
+    def results_parts(self, res, t, st: dict, ran: list) -> list:
+        """The results paragraph's own sentences (see :meth:`Section6Experiment.results_markdown`)."""
+        out = []
         any_ds = next(iter(st.values()), {})
         if any_ds.get("iwae_k"):
             out.append(f"Bounds from k = {fmt(any_ds['iwae_k'], '.0f')} importance samples (paper 500) on "
@@ -198,10 +195,7 @@ class NLL(scale.Section6Experiment):
                 bits.append(f"lowest MLE model: {scale.display(c['lowest_mle'])} (paper: Diag-D)")
             if bits:
                 out.append(f"\n\n**{scale.dataset_label(d)}.** " + "; ".join(bits) + ".")
-        line = verdict_line(t)
-        if line:
-            out.append(f"\n\nVerdicts over all cells of Table 7: {line}.")
-        return " ".join(out).replace(" \n\n", "\n\n")
+        return out
 
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where there are no results."""
