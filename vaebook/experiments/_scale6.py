@@ -468,7 +468,7 @@ class Section6Experiment(Experiment):
             return ""
         t = res.tables[self.table]
         st = res.metrics.get("settings", {})
-        ran = [d for d in st if d in set(t["dataset"])]
+        ran = [d for d in dict.fromkeys(t["dataset"]) if d in st]  # in the table's order
         out = [f"**Results.** {training_line(res, ran)}", *self.results_parts(res, t, st, ran)]
         line = verdict_line(t)
         if line:
