@@ -62,6 +62,9 @@ _MNIST_BASELINES = {
     "rae-l2": dict(beta_code=1e-4, lam_code=1e-7),
     "rae-gp": dict(beta_code=1e-4, lam_code=0.5e-7, gp_directions="exact", gp_examples=None),
     "rae-sn": dict(beta_code=9e-3, lam_code=0.0),
+    # ours: from random init Diag-D by MLE goes to an all-black output within ~200 steps (its per-pixel log
+    # objective rewards exact background); 200 Iso-I steps first avoid it (GaussianVAE.warmup_steps)
+    "mle-diag-d": dict(warmup_steps=200),
 }
 _CELEBA_BASELINES = {
     "wae-mmd": dict(lam=100.0),

@@ -19,13 +19,22 @@ class GaussianVAE(GenerativeModel):
     The loss is Eq. (7a): the variance module's reconstruction objective (Eq. 7b; for MLE Eq. 10)
     plus the closed-form KL, in nats per example. The encoder's last layer outputs the mean and
     log σφ² (``2·d_z`` units).
+
+    ``warmup_steps`` (ours; the paper states none): the first that many training steps use the MLE Iso-I
+    objective (G.5) instead of this Σx's. From random initialisation the Diag-D objective (G.17), ½ Σ ln(r² + ε)
+    per pixel, is won fastest by an all-black output (every background pixel exact earns ½ ln ε), and the
+    saturated sigmoid then has no gradient to leave it; after an Iso-I warm-up the decoder already depends on z
+    and Diag-D training keeps it so.
     """
 
     has_likelihood = True
 
     def __init__(self, arch: str = "mnist", d_z: Optional[int] = None, variance: str = "iso-i", mode: str = "mle",
-                 value: float = 1.0, eps: float = 1e-6, n_samples: int = 1, beta: float = 1.0):
+                 value: float = 1.0, eps: float = 1e-6, n_samples: int = 1, beta: float = 1.0,
+                 warmup_steps: int = 0):
         super().__init__()
+        if int(warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be >= 0 (training steps with the Iso-I objective), got {warmup_steps}")
         spec = ARCHITECTURES[arch]
         self.arch, self.x_shape = arch, spec.image_shape
         self.d_z = spec.default_d_z if d_z is None else int(d_z)
@@ -33,6 +42,10 @@ class GaussianVAE(GenerativeModel):
         self.n_samples, self.beta = int(n_samples), float(beta)
         self.encoder, self.decoder = build_nets(arch, self.d_z, enc_out=2 * self.d_z,
                                                 dec_channels=self.x_shape[0] + self.variance.head_channels())
+        self.warmup_steps = int(warmup_steps)
+        if self.warmup_steps:
+            self.warmup_variance = build_variance("iso-i", self.x_shape, mode="mle")
+            self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
 
     def encode(self, x):
         h = self.encoder(x)
@@ -56,11 +69,22 @@ class GaussianVAE(GenerativeModel):
         z = q.rsample(self.n_samples, generator)
         mu, head = self._decode_all(z)
         v = self.variance(x, mu, head)
+        rec = v.rec
+        if self.warmup_steps and self.training:
+            # no host sync and vmap-friendly: both objectives, the Iso-I one selected during the warm-up
+            warm = self.variance_warm(x, mu)
+            rec = torch.where(self.steps_seen < self.warmup_steps, warm, rec)
+            with torch.no_grad():
+                self.steps_seen += 1
         kl = q.kl_to_standard_normal().mean()
-        total = v.rec + self.beta * kl
+        total = rec + self.beta * kl
         mse = ((x.unsqueeze(0) - mu) ** 2).flatten(2).sum(-1).mean()
-        return LossOutput(total, {"loss": total.detach(), "rec": v.rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
+        return LossOutput(total, {"loss": total.detach(), "rec": rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
                                   "sigma2_mean": v.sigma2.mean()}, v.sigma2)
+
+    def variance_warm(self, x, mu):
+        """The warm-up objective: MLE Iso-I (G.5) on the same residuals."""
+        return self.warmup_variance(x, mu).rec
 
     def eval_sigma2(self, x: torch.Tensor, mu: torch.Tensor, head: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The Σx used to evaluate p(x|z) outside training (IWAE NLL): :meth:`DecoderVariance.eval_sigma2`.
@@ -161,7 +185,7 @@ class Section4VAE(GenerativeModel):
             kl = q.kl_to_standard_normal().mean()
         total = v.rec + kl
         mse = ((x.unsqueeze(0) - mu) ** 2).flatten(2).sum(-1).mean()
-        return LossOutput(total, {"loss": total.detach(), "rec": v.rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
+        return LossOutput(total, {"loss": total.detach(), "rec": rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
                                   "sigma2_mean": v.sigma2.mean(), "sigma_z2": self.sigma_z2.detach()}, v.sigma2)
 
     def decoder_log_prob(self, x, z):
