@@ -84,11 +84,11 @@ FID_PARAMS = {
 
 def experiment_presets(keys: Sequence[str], datasets) -> dict:
     """An experiment's ``presets``: the Section-6 settings ``keys`` of each preset, plus its default
-    ``datasets`` (a list, or ``{preset: list}``), narrowed to the preset's own ``datasets`` where it names some
+    ``datasets`` (a list, or ``{preset: list}`` with every dataset for a preset not named), narrowed to the preset's own ``datasets`` where it names some
     (the ``cpu`` preset: MNIST only) and the experiment has any of them."""
     out = {}
     for name, s in PRESETS.items():
-        ds = list(datasets[name] if isinstance(datasets, dict) else datasets)
+        ds = list(datasets.get(name, DATASETS) if isinstance(datasets, dict) else datasets)
         narrowed = [d for d in ds if d in s.get("datasets", ds)]
         out[name] = {**{k: s[k] for k in keys}, "datasets": narrowed or ds}
     return out
