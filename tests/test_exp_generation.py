@@ -270,7 +270,13 @@ def test_smoke_run_end_to_end(tmp_path, data_root, monkeypatch):
                 log=lambda *_: None)
     t = pd.read_csv(r.final_dir / "table4.csv")
     assert list(t.columns[:9]) == ["dataset", "group", "model", "row", "metric", "paper", "ours", "verdict", "reason"]
-    assert len(t) == len(GEN.paper_frame()) + 3  # every paper cell, plus RAE-L2's MSE, 2nd-VAE and GMM-10 FIDs
+    kid = t[t["metric"].str.startswith("kid_")]
+    # every paper cell, plus RAE-L2's MSE, 2nd-VAE and GMM-10 FIDs, plus a KID beside every FID we computed
+    assert len(t) == len(GEN.paper_frame()) + 3 + len(kid)
+    assert set(kid["verdict"]) <= {"ours only", "did not train"}
+    fids = t[t["metric"].str.startswith("fid_") & t["ours"].notna()]
+    assert len(fids) > 0 and all(((kid["row"] == r) & (kid["metric"] == m.replace("fid_", "kid_"))
+                                  & kid["ours"].notna()).any() for r, m in zip(fids["row"], fids["metric"]))
     assert set(t["verdict"].dropna()) <= set(VERDICTS)
     ran = t[t["dataset"] == "mnist"].set_index(["row", "metric"])
     assert (ran.loc["rae-l2", "verdict"] == "ours only").all() and ran.loc["rae-l2", "ours"].notna().all()
@@ -288,7 +294,9 @@ def test_smoke_run_end_to_end(tmp_path, data_root, monkeypatch):
     text = GEN.results_markdown(res)  # the page's prose: only the numbers this run has, never "n/a"
     assert "n/a" not in text and "single training run" in text and "256 training images" in text
     assert GEN.results_markdown(None) == ""
-    assert {c["status"] for c in GEN.claims(res)} <= set(CLAIM_STATUSES) and len(GEN.claims(res)) == 4
+    assert {c["status"] for c in GEN.claims(res)} <= set(CLAIM_STATUSES) and len(GEN.claims(res)) == 5
+    floor = res.metrics["settings"]["mnist"]["floor"]  # real training images vs the test reference, same N
+    assert floor["n"] == 8 and floor["fid"] > 0 and "Noise floor" in text
     assert res.metrics["settings"]["mnist"]["did_not_train"] == {"trainable-iso-i": "did not train: the loss became "
                                                                                      "non-finite (test)"}
 

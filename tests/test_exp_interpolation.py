@@ -73,7 +73,10 @@ def test_smoke_run_end_to_end(tmp_path, data_root):
                              models=["vae-gaussian", "ae", "rae-sn"]), log=lambda *_: None)
     t = pd.read_csv(r.final_dir / "table5.csv")
     assert list(t.columns[:9]) == ["dataset", "group", "model", "row", "metric", "paper", "ours", "verdict", "reason"]
-    assert len(t) == len(INTERP.paper_frame()) + 2  # every paper cell + RAE-SN's two (not in the paper)
+    kid = t[t["metric"].str.startswith("kid_")]
+    # every paper cell + RAE-SN's two (not in the paper) + our KID beside each of the 3 models' 2 FIDs
+    assert len(t) == len(INTERP.paper_frame()) + 2 + len(kid) and len(kid) == 6
+    assert set(kid["verdict"]) == {"ours only"} and kid["ours"].notna().all()
     assert set(t["verdict"].dropna()) <= set(VERDICTS)
     mn = t[t["dataset"] == "mnist"].set_index(["row", "metric"])
     assert (mn.loc["rae-sn", "verdict"] == "ours only").all()
@@ -85,6 +88,8 @@ def test_smoke_run_end_to_end(tmp_path, data_root):
     assert {c["status"] for c in INTERP.claims(res)} <= set(CLAIM_STATUSES)
     s = INTERP.summary(res)
     assert s["interp_pairs"] == "8" and s["interp_dims"] == "64" and s["interp_best_mnist"] != "n/a"
+    floor = res.metrics["settings"]["mnist"]["floor"]  # real training images vs the test reference, same N
+    assert floor["n"] == 8 and floor["fid"] > 0 and "Noise floor" in INTERP.results_markdown(res)
 
 
 def test_bad_parameter_is_refused_before_anything_is_written(tmp_path, data_root):

@@ -87,15 +87,27 @@ def test_smoke_run_end_to_end(tmp_path, data_root):
     t = pd.read_csv(r.final_dir / "table7.csv")
     assert list(t.columns[:9]) == ["dataset", "group", "model", "row", "metric", "paper", "ours", "verdict", "reason"]
     assert {"ours_printed", "printed"} <= set(t.columns)
-    assert len(t) == 15 + 1  # every paper cell + the Bernoulli VAE's (not in Table 7)
+    assert len(t) == 15 + 1 + 3  # every paper cell + the Bernoulli VAE's (not in Table 7) + 3 valid bounds (ours)
     assert set(t["verdict"].dropna()) <= set(VERDICTS)
-    mn = t[t["dataset"] == "mnist"].set_index("row")
+    mn = t[(t["dataset"] == "mnist") & (t["metric"] == "nll")].set_index("row")
     assert mn.at["vae-bernoulli", "verdict"] == "ours only"
     assert mn.loc[["vae-gaussian", "mle-diag-d"], "verdict"].notna().all()
     assert mn.at["mle-diag-d", "ours_printed"].startswith("< ") and "k = 4" in mn.at["mle-diag-d", "reason"]
+    # the valid bound: ours only; the paper-protocol number itself where Σx never depended on the test image
+    va = t[t["metric"] == "nll_valid"].set_index("row")
+    assert sorted(va.index) == ["mle-diag-d", "vae-bernoulli", "vae-gaussian"]
+    assert (va["verdict"] == "ours only").all() and va["ours"].notna().all()
+    assert va.at["vae-gaussian", "ours"] == mn.at["vae-gaussian", "ours"]
+    assert va.at["mle-diag-d", "ours"] != mn.at["mle-diag-d", "ours"]
+    assert "first 256 training images" in va.at["mle-diag-d", "reason"]
     res = lab.load_results(r.final_dir)
-    assert "n/a" not in NLL.results_markdown(res) and "k = 4" in NLL.results_markdown(res)
-    assert {c["status"] for c in NLL.claims(res)} <= set(CLAIM_STATUSES)
+    md = NLL.results_markdown(res)
+    assert "n/a" not in md and "k = 4" in md and "`nll_valid`" in md and "256 MNIST training reconstructions" in md
+    assert "valid bound: Diag-D (MLE, ours) < " in md
+    assert res.metrics["values"]["mnist"]["mle-diag-d"]["train_fit_n"] == 256
+    cl = NLL.claims(res)
+    assert len(cl) == len(NLL.CLAIMS) == 3 and {c["status"] for c in cl} <= set(CLAIM_STATUSES)
+    assert "lowest" in cl[2]["evidence"]
     s = NLL.summary(res)
     assert s["nll_k"] == "4" and s["nll_mnist_vae"] != "n/a" and s["nll_below_mnist"] in ("yes", "no")
     # one more model: only it is trained and evaluated; the others' models and unit results are reused

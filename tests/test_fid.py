@@ -171,3 +171,72 @@ def test_interpolation_fid_scores_the_decoded_slerp_images():
     assert res["n_pairs"] == 4 and abs(res["fid"]) < 1e-6  # the very same decoded interpolations
     mid = interpolation_fid(model, x, reference=imgs, n_pairs=4, ratio="mid", seed=11, dims=64, weights="fid-helper")
     assert mid["fid"] > 1e-6
+
+
+# -- channels-last, KID, reference features -------------------------------------------------------
+def test_channels_last_features_equal_the_nchw_features():
+    # the default memory format must not change what is measured (float rounding only)
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(11))
+    cl = fid_features(x, batch_size=3, dims=2048, weights="fid-helper")
+    nchw = fid_features(x, batch_size=3, dims=2048, weights="fid-helper", channels_last=False)
+    assert np.linalg.norm(cl - nchw) / np.linalg.norm(nchw) < 1e-5
+
+
+def _mmd2_unbiased_by_loops(x, y):
+    """The unbiased MMD² with k(a, b) = (aᵀb/d + 1)³, written out term by term (independent of the vectorised code)."""
+    m, d = len(x), x.shape[1]
+    k = lambda a, b: (float(np.dot(a, b)) / d + 1.0) ** 3  # noqa: E731
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    return xx + yy - 2 * xy
+
+
+def test_kid_equals_the_unbiased_polynomial_mmd_written_out():
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(6, 5)), g.normal(0.5, 1.0, size=(6, 5))
+    # one subset of all 6 rows: a permutation, and the unbiased MMD² does not depend on the order
+    mean, std = fidmod.kid_from_features(x, y, n_subsets=1, subset_size=6)
+    assert mean == pytest.approx(_mmd2_unbiased_by_loops(x, y), rel=1e-12)
+    assert std == 0.0
+    # the mean over subsets of size 4 is the mean of the MMD² of those subsets; a shift is detected
+    far = fidmod.kid_from_features(x, y + 3.0, n_subsets=20, subset_size=4)[0]
+    assert far > 10 * abs(mean)
+
+
+def test_kid_is_unbiased_where_fid_is_not():
+    # two samples of the same Gaussian: KID averages to ≈ 0 at any n, FID is positive and shrinks with n
+    g = np.random.default_rng(1)
+    d = 16
+    kids, fids = [], []
+    for n in (40, 400):
+        a, b = g.normal(size=(n, d)), g.normal(size=(n, d))
+        kids.append(fidmod.kid_from_features(a, b, n_subsets=50, subset_size=n, seed=2)[0])
+        fids.append(fid_from_features(a, b))
+    assert fids[0] > fids[1] > 0
+    assert abs(kids[1]) < 0.05 * fids[1] and abs(kids[0]) < 0.05 * fids[0]
+
+
+def test_kid_refuses_mismatched_feature_sizes():
+    with pytest.raises(ValueError, match="same d"):
+        fidmod.kid_from_features(np.zeros((4, 3)), np.zeros((4, 2)))
+
+
+@needs_wheel
+def test_reference_features_are_cached_and_give_fid_and_kid(tmp_path):
+    x = torch.rand(6, 1, 12, 12, generator=torch.Generator().manual_seed(5))
+    calls = []
+
+    def images():
+        calls.append(1)
+        return x
+
+    f1 = fidmod.reference_features("toy-test", images, n=5, dims=64, weights="fid-helper", cache_dir=tmp_path)
+    f2 = fidmod.reference_features("toy-test", images, n=5, dims=64, weights="fid-helper", cache_dir=tmp_path)
+    assert len(calls) == 1 and f1.shape == (5, 64) and np.array_equal(f1, f2)
+    r = fidmod.fid_kid(x[:5], f1, weights="fid-helper")
+    # every subset is all 5 rows (a permutation), so KID is the unbiased MMD² of the two whole sets
+    assert abs(r["fid"]) < 1e-6 and r["n"] == 5 and r["kid_std"] < 1e-12
+    assert r["kid"] == pytest.approx(_mmd2_unbiased_by_loops(f1, f1), rel=1e-9)
+    with pytest.raises(ValueError, match="n=9"):
+        fidmod.reference_features("toy-other", x, n=9, dims=64, weights="fid-helper", cache_dir=tmp_path)

@@ -21,12 +21,18 @@ from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, spearman, verdict, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
 
+def kid_metric(fid_metric: str) -> str:
+    """The KID metric beside an FID metric (ours only: the paper reports no KID)."""
+    return fid_metric.replace("fid_", "kid_", 1)
+
+
 #: latent source -> metric (the paper's column without its dataset prefix)
 SOURCE_COLUMN = {"prior": "fid_prior", "2nd-vae": "fid_2nd_vae", "gmm10": "fid_gmm10", "gmm100": "fid_gmm100"}
 SOURCE_LABELS = {"prior": "prior", "2nd-vae": "2nd-stage VAE", "gmm10": "GMM-10", "gmm100": "GMM-100"}
-METRIC_ORDER = ("mse", *SOURCE_COLUMN.values())
+METRIC_ORDER = ("mse", *(m for c in SOURCE_COLUMN.values() for m in (c, kid_metric(c))))
 METRIC_LABELS = {"mse": "MSE", "fid_prior": "FID prior", "fid_2nd_vae": "FID 2nd VAE", "fid_gmm10": "FID GMM-10",
-                 "fid_gmm100": "FID GMM-100", "sigma2": "learned σx²"}
+                 "fid_gmm100": "FID GMM-100", "sigma2": "learned σx²",
+                 **{kid_metric(c): f"KID {SOURCE_LABELS[s]}" for s, c in SOURCE_COLUMN.items()}}
 #: the paper's column prefix per (table, dataset)
 PREFIX = {"table4": {"mnist": "mnist_", "celeba64": "celeba_"}, "table6": {"celebahq128": ""}}
 #: the learned Iso-I σx² (MLE) quoted in Section 6.1
@@ -97,8 +103,8 @@ class Generation(scale.Section6Experiment):
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: MSE, its learned σx², FID per latent source, images for the figures, time per epoch."""
         from vaebook.metrics._util import encode_means, model_device
-        from vaebook.metrics.fid import fid
-        from vaebook.metrics.recon import mean_mse
+        from vaebook.metrics.fid import fid_kid
+        from vaebook.metrics.recon import constant_output_reason, mean_mse, reconstruction_variance
         from vaebook.posterior import fit_sampler, generate_images, keep_first, source_skip_reason
 
         p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
@@ -106,10 +112,15 @@ class Generation(scale.Section6Experiment):
         srcs = self.sources_for(p, d)
         base = {"row": m, "dataset": d, **scale.row_info(m)}
         out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
-        if not tm.ok:
+        reason = tm.reason if not tm.ok else ""
+        if tm.ok and not ctx.smoke:  # output ignoring the input: did not train, never scored (smoke: 1 step)
+            out["recon_var"] = reconstruction_variance(tm.model, data.test[:1000], int(p["eval_batch"]))
+            reason = constant_output_reason(out["recon_var"])
+        if reason:
             has_prior = getattr(job.build(), "has_prior", True)  # no prior: no prior-FID cell (as in the paper)
-            metrics = ["mse", *(SOURCE_COLUMN[s] for s in srcs if s != "prior" or has_prior)]
-            return {**out, "rows": scale.failed_rows(base, metrics, tm.reason), "reason": tm.reason}
+            metrics = ["mse", *(c for s in srcs if s != "prior" or has_prior
+                                for c in (SOURCE_COLUMN[s], kid_metric(SOURCE_COLUMN[s])))]
+            return {**out, "rows": scale.failed_rows(base, metrics, reason), "reason": reason}
         model, seed, bs, n_show = tm.model.eval(), int(p["seed"]), int(p["eval_batch"]), int(p["figure_images"])
         dev, dims, n_fid = model_device(model), int(p["fid_dims"]), int(scale.per_dataset(p, "fid_samples", d))
         dnote = scale.data_note(data)
@@ -131,8 +142,10 @@ class Generation(scale.Section6Experiment):
             sampler = fit_sampler(model, src, latents, seed, p["second_stage"], p["gmm_max_iter"])
             shown: list = []
             stream = keep_first(generate_images(model, n_fid, src, sampler, seed=seed, batch_size=bs), n_show, shown)
-            v = fid(stream, ref, dims=dims, batch_size=scale.fid_batch(dev), device=dev)
-            rows.append({**base, "metric": col, "ours": float(v), "note": fnote})
+            v = fid_kid(stream, ref, batch_size=scale.fid_batch(dev), device=dev, max_images=n_fid, seed=seed)
+            rows.append({**base, "metric": col, "ours": float(v["fid"]), "note": fnote})
+            rows.append({**base, "metric": kid_metric(col), "ours": float(v["kid"]), "note": dnote})
+            out.setdefault("kid_std", {})[kid_metric(col)] = float(v["kid_std"])
             images[src] = torch.cat(shown)[:n_show] if shown else None
         out.update(rows=rows, images=images, sigma2=learned_sigma2(model), device=str(tm.meta.get("device", dev)),
                    s_per_epoch=scale.epoch_seconds(tm.history, len(data.train), job.train_dict["batch_size"]))
@@ -160,7 +173,8 @@ class Generation(scale.Section6Experiment):
             data = scale.load(ctx, d)
             n_fid, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
             ok = [r for r in res if "reason" not in r]
-            values[d] = {r["model"]: {**{x["metric"]: x["ours"] for x in r["rows"]}, "sigma2": r.get("sigma2")}
+            values[d] = {r["model"]: {**{x["metric"]: x["ours"] for x in r["rows"]}, "sigma2": r.get("sigma2"),
+                                      "kid_std": r.get("kid_std", {}), "recon_var": r.get("recon_var")}
                          for r in ok}
             times[d] = {r["model"]: {"s_per_epoch": r["s_per_epoch"], "device": r["device"]} for r in ok}
             job = scale.job(res[0]["model"], d, p)
@@ -171,6 +185,8 @@ class Generation(scale.Section6Experiment):
                 "fid_samples": n_fid, "fid_dims": dims, "fid_comparable": scale.fid_comparable(n_fid, dims),
                 "sources": self.sources_for(p, d), "models": [r["model"] for r in res], "train": job.train_dict,
                 "from_cache": {r["model"]: r["from_cache"] for r in res},
+                "floor": scale.real_floor(data, n_fid, dims, ctx.device,
+                                          int(p["seed"])) if self.sources_for(p, d) else None,
                 "did_not_train": {r["model"]: r["reason"] for r in res if "reason" in r},
                 "spearman": {m: spearman(g["paper"].tolist(), g["ours"].tolist())
                              for m, g in tab.dropna(subset=["paper"]).groupby("metric") if len(g) >= 3}}
@@ -219,6 +235,7 @@ class Generation(scale.Section6Experiment):
         "MLE Σx is comparable with AE/WAE/RAE (best MLE row within 10 % of the best of them)",
         "MLE Σx beats trainable Σx of the same shape in most FID cells",
         "Diag-D (MLE) has the best prior FID among the VAEs",
+        "Our FIDs rank the models as the paper's do (Spearman's ρ per column)",
     )
 
     def claims(self, res) -> list:
@@ -234,9 +251,10 @@ class Generation(scale.Section6Experiment):
         if st.get("fid_samples"):
             evals.append(("FID samples", st["fid_samples"], scale.PAPER_FID_SAMPLES))
         sc = scale.run_scale(res, datasets, evals)
-        return [claim(c, self.SECTION, *rule(t, datasets), sc)
+        floors = {d: s.get("floor") for d, s in res.metrics.get("settings", {}).items()}
+        return [claim(c, self.SECTION, *rule(t, datasets, floors), sc)
                 for c, rule in zip(self.CLAIMS, (_mle_beats_unit_variance, _comparable_with_ae,
-                                                 _mle_beats_trainable, _diag_d_best_prior))]
+                                                 _mle_beats_trainable, _diag_d_best_prior, _rank_agreement))]
 
     def results_parts(self, res, t, st: dict, ran: list) -> list:
         """The results paragraph's own sentences (see :meth:`Section6Experiment.results_markdown`)."""
@@ -246,6 +264,7 @@ class Generation(scale.Section6Experiment):
                   "Inception features"
             out.append(fid + ("." if s0.get("fid_comparable") else " (not the paper's 10,000 samples with 2048-d "
                                                                     "features: only orderings are compared)."))
+        out += floor_sentences(st, ran)
         wins = []
         for d in ran:
             w = mle_vs_trainable(t, d)
@@ -291,70 +310,114 @@ class Generation(scale.Section6Experiment):
         return out
 
 
-def _mle_beats_unit_variance(t: pd.DataFrame, datasets) -> tuple:
-    """(status, evidence): MLE rows below the σx² = 1 VAE in the prior and GMM-10 FID cells, ours vs the paper."""
-    from vaebook.lab.status import tally_status
+def floor_sentences(st: dict, ran) -> list:
+    """The results paragraph's noise-floor sentence per dataset (the real-vs-real FID/KID at the run's N)."""
+    out = []
+    for d in ran:
+        f = (st.get(d) or {}).get("floor")
+        if f:
+            out.append(f"Noise floor ({scale.dataset_label(d)}): {fmt(f['n'], ',.0f')} real training images score FID "
+                       f"{fmt(f['fid'], '.1f')} and KID {fmt(f['kid'], '.4f')} ± {fmt(f['kid_std'], '.4f')} against the "
+                       "test reference; FID differences smaller than that floor, or where KID points the other way, "
+                       "count as ties in the claims below. KID (ours only) is unbiased in the sample size; FID is not.")
+    return out
 
-    ours = paper = n = 0
+
+def compare_pair(t: pd.DataFrame, d: str, metric: str, a: str, b: str, floor: Optional[float], col: str = "ours"):
+    """Whether row ``a`` scores lower (better) than row ``b`` in an FID column: ``"yes"`` / ``"no"``, or ``"tie"``
+    when ours differ by less than the real-vs-real ``floor`` FID or our KID beside it points the other way
+    (``col="paper"``: the paper's numbers, no floor). None when a value is missing."""
+    v = scale.cells(t, d, metric, col)
+    if a not in v or b not in v:
+        return None
+    diff = v[b] - v[a]
+    if col == "ours":
+        if floor is not None and abs(diff) <= floor:
+            return "tie"
+        k = scale.cells(t, d, kid_metric(metric), "ours")
+        if a in k and b in k and (k[b] - k[a]) * diff < 0:  # FID and KID disagree: inside the noise
+            return "tie"
+    return "yes" if diff > 0 else "no"
+
+
+def floor_of(floors: dict, d: str) -> Optional[float]:
+    f = (floors or {}).get(d) or {}
+    return f.get("fid")
+
+
+def _mle_beats_unit_variance(t: pd.DataFrame, datasets, floors: Optional[dict] = None) -> tuple:
+    """(status, evidence): MLE rows below the σx² = 1 VAE in the prior and GMM-10 FID cells, ours (beyond the
+    noise floor) vs the paper."""
+    from vaebook.lab.status import noisy_tally_status
+
+    wins = ties = paper = n = 0
     for d in datasets:
         for m in ("fid_prior", "fid_gmm10"):
-            o, p = scale.both(t, d, m)
-            if "vae-gaussian" not in o:
-                continue
+            o, _ = scale.both(t, d, m)
             for r in (x for x in o if x.startswith("mle-")):
-                ours += o[r] < o["vae-gaussian"]
-                paper += p[r] < p["vae-gaussian"]
+                ours = compare_pair(t, d, m, r, "vae-gaussian", floor_of(floors, d))
+                if ours is None:
+                    continue
+                wins, ties = wins + (ours == "yes"), ties + (ours == "tie")
+                paper += compare_pair(t, d, m, r, "vae-gaussian", None, "paper") == "yes"
                 n += 1
     if not n:
         return "not run", "the σx² = 1 VAE or the MLE rows were not run"
-    return tally_status(ours, paper, n), (f"MLE below σx² = 1 in {ours} of {n} FID cells, paper {paper} of {n} "
-                                          f"({', '.join(scale.dataset_label(d) for d in datasets)})")
+    return noisy_tally_status(wins, ties, paper, n), (
+        f"MLE below σx² = 1 beyond the noise floor in {wins} of {n} FID cells ({ties} inside it), paper {paper} of {n} "
+        f"({', '.join(scale.dataset_label(d) for d in datasets)})")
 
 
-def _comparable_with_ae(t: pd.DataFrame, datasets, within: float = 0.10) -> tuple:
-    """(status, evidence): per (dataset, MSE/FID column) the best MLE row within ``within`` of the best AE-type
-    row, ours vs the paper."""
+def _comparable_with_ae(t: pd.DataFrame, datasets, floors: Optional[dict] = None, within: float = 0.10) -> tuple:
+    """(status, evidence): per (dataset, MSE/FID column) the best MLE row within ``within`` (FID columns: or the
+    noise floor, whichever is larger) of the best AE-type row, ours vs the paper."""
     from vaebook.lab.status import tally_status
 
     ours = paper = n = 0
     for d in datasets:
-        for m in METRIC_ORDER:
+        for m in (x for x in METRIC_ORDER if not x.startswith("kid_")):
             o, p = scale.both(t, d, m)
             mle = [r for r in o if r.startswith("mle-")]
             ae = [r for r in o if scale.is_ae_type(r)]
             if not mle or not ae:
                 continue
-            ours += min(o[r] for r in mle) <= (1 + within) * min(o[r] for r in ae)
+            band = max(within * min(o[r] for r in ae), (floor_of(floors, d) or 0.0) if m.startswith("fid") else 0.0)
+            ours += min(o[r] for r in mle) <= min(o[r] for r in ae) + band
             paper += min(p[r] for r in mle) <= (1 + within) * min(p[r] for r in ae)
             n += 1
     if not n:
         return "not run", "no column with both an MLE row and an AE/WAE/RAE row"
-    return tally_status(ours, paper, n), (f"best MLE within {within:.0%} of the best AE/WAE/RAE in {ours} of {n} "
-                                          f"MSE/FID columns, paper {paper} of {n}")
+    return tally_status(ours, paper, n), (f"best MLE within {within:.0%} (or the FID noise floor) of the best "
+                                          f"AE/WAE/RAE in {ours} of {n} MSE/FID columns, paper {paper} of {n}")
 
 
-def _mle_beats_trainable(t: pd.DataFrame, datasets) -> tuple:
-    """(status, evidence): :func:`mle_vs_trainable` per dataset; the claim holds on a dataset when MLE wins more
-    than half of the cells."""
-    from vaebook.lab.status import flags_status
+def _mle_beats_trainable(t: pd.DataFrame, datasets, floors: Optional[dict] = None) -> tuple:
+    """(status, evidence): per dataset, MLE below its trainable twin in more than half of the FID cells beyond the
+    noise floor ("yes"), in at most half even counting the cells inside it ("no"), else "tie"."""
+    from vaebook.lab.status import noisy_flags_status
 
     flags, parts = [], []
     for d in datasets:
         w = mle_vs_trainable(t, d)
-        (o, n), (pw, _) = w["ours"], w["paper"]
+        (_, n), (pw, _) = w["ours"], w["paper"]
         if not n:
             continue
-        flags.append(o > n / 2)
-        parts.append(f"{scale.dataset_label(d)} {o} of {n} (paper {pw} of {n})")
+        outcomes = [compare_pair(t, d, m, r, r.replace("mle-", "trainable-"), floor_of(floors, d))
+                    for m in SOURCE_COLUMN.values() for r in MLE_ROWS]
+        outcomes = [x for x in outcomes if x is not None]
+        yes, tie = outcomes.count("yes"), outcomes.count("tie")
+        flags.append("yes" if yes > n / 2 else ("no" if yes + tie <= n / 2 else "tie"))
+        parts.append(f"{scale.dataset_label(d)} {yes} of {n} beyond the noise floor, {tie} inside it (paper {pw} of "
+                     f"{n})")
     if not flags:
         return "not run", "no MLE row ran with its trainable twin"
-    return flags_status(flags), "MLE lower FID than its trainable twin: " + "; ".join(parts)
+    return noisy_flags_status(flags), "MLE lower FID than its trainable twin: " + "; ".join(parts)
 
 
-def _diag_d_best_prior(t: pd.DataFrame, datasets) -> tuple:
-    """(status, evidence): the lowest prior FID among the VAE rows is MLE Diag-D's, on the datasets where the
-    paper's own numbers show it."""
-    from vaebook.lab.status import flags_status
+def _diag_d_best_prior(t: pd.DataFrame, datasets, floors: Optional[dict] = None) -> tuple:
+    """(status, evidence): the lowest prior FID among the VAE rows is MLE Diag-D's, beyond the noise floor, on the
+    datasets where the paper's own numbers show it."""
+    from vaebook.lab.status import noisy_flags_status
 
     flags, parts = [], []
     for d in datasets:
@@ -366,11 +429,36 @@ def _diag_d_best_prior(t: pd.DataFrame, datasets) -> tuple:
         if pb != "mle-diag-d":
             parts.append(f"{scale.dataset_label(d)}: not claimed (paper's best {scale.display(pb)})")
             continue
-        flags.append(ob == "mle-diag-d")
-        parts.append(f"{scale.dataset_label(d)}: ours best {scale.display(ob)} of {len(vae)} VAEs")
+        out = [compare_pair(t, d, "fid_prior", "mle-diag-d", r, floor_of(floors, d)) for r in vae if r != "mle-diag-d"]
+        flags.append("no" if "no" in out else ("tie" if "tie" in out else "yes"))
+        parts.append(f"{scale.dataset_label(d)}: ours best {scale.display(ob)} of {len(vae)} VAEs"
+                     + (f"; {out.count('tie')} within the noise floor of Diag-D" if "tie" in out else ""))
     if not flags:
         return "not run", "; ".join(parts) or "MLE Diag-D or the other VAEs were not run"
-    return flags_status(flags), "; ".join(parts)
+    return noisy_flags_status(flags), "; ".join(parts)
+
+
+def _rank_agreement(t: pd.DataFrame, datasets, floors: Optional[dict] = None, min_rho: float = 0.5) -> tuple:
+    """(status, evidence): Spearman's ρ between our FIDs and the paper's over the rows of each FID column; the
+    ranking agrees in a column when ρ ≥ ``min_rho``."""
+    from vaebook.lab.compare import spearman
+    from vaebook.lab.status import flags_status
+
+    flags, parts = [], []
+    for d in datasets:
+        for m in SOURCE_COLUMN.values():
+            o, p = scale.both(t, d, m)
+            if len(o) < 3:
+                continue
+            rho = spearman([p[r] for r in o], [o[r] for r in o])
+            flags.append(rho is not None and rho >= min_rho)
+            parts.append(f"{scale.dataset_label(d)} {METRIC_LABELS.get(m, m)}: ρ = {fmt(rho, '.2f')} over {len(o)} rows")
+    if not flags:
+        return "not run", "fewer than 3 rows per FID column"
+    return flags_status(flags), f"ρ ≥ {min_rho:g} counts as agreeing: " + "; ".join(parts)
+
+
+MLE_ROWS = scale.MLE_ROWS
 
 
 def learned_sigma2(model) -> Optional[float]:

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vaebook.metrics.recon import RECON_VAR_MIN, constant_output_reason, reconstruction_variance  # noqa: F401
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
 from vaebook.lab.compare import compare, verdict, verdict_line
 from vaebook.lab.display import fmt
@@ -67,9 +68,6 @@ REFERENCE_BAND = 2.0
 #: a column has a direction to find only when its two references (noise as injected / flipped) differ by more
 #: than this fraction of the larger
 DIRECTION_MIN_GAP = 0.1
-#: a model whose reconstructions vary less than this across test images (mean over pixels of the per-pixel
-#: variance, images in [0, 1]; MNIST's own is ≈ 0.1) ignores its input: it did not train
-RECON_VAR_MIN = 1e-4
 #: a model whose residual less the injected noise is at least this fraction of the best input-independent
 #: output's in every partition explains at most 10 % of the clean data's variance: it did not train
 CONSTANT_FRACTION = 0.9
@@ -155,25 +153,6 @@ def constant_floor(images: torch.Tensor, labels: torch.Tensor, batch_size: int =
 
 
 @torch.no_grad()
-def reconstruction_variance(model, images: torch.Tensor, batch_size: int = 500) -> float:
-    """Mean over pixels of the variance across ``images`` of the reconstruction μθ(E[z|x]) (eval mode): 0 for
-    a decoder whose output does not depend on its input."""
-    from vaebook.lab.data import to_float
-
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    s = sq = 0
-    try:
-        for i in range(0, len(images), batch_size):
-            y = model.decode(model.encode(to_float(images[i:i + batch_size]).to(dev)).mean).double().cpu()
-            s, sq = s + y.sum(0), sq + (y ** 2).sum(0)
-    finally:
-        model.train(was)
-    n = len(images)
-    return float((sq / n - (s / n) ** 2).clamp_min(0).mean()) if n else float("nan")
-
-
 def did_not_train(res: dict) -> Optional[str]:
     """Why a unit's model did not train (None when it did): its loss went non-finite (``failed``), its
     reconstructions do not vary across test images (``recon_var`` < :data:`RECON_VAR_MIN`), or in every
@@ -184,9 +163,9 @@ def did_not_train(res: dict) -> Optional[str]:
     if res.get("failed"):
         return res["failed"]
     rv = res.get("recon_var")
-    if rv is not None and math.isfinite(rv) and rv < RECON_VAR_MIN:
-        return (f"did not train: its reconstructions do not depend on the input (variance across test images "
-                f"{rv:.1e} < {RECON_VAR_MIN:g})")
+    why = constant_output_reason(rv)
+    if why:
+        return why
     floor, est = res.get("constant_floor"), res.get("estimates")
     if floor and est:
         noisy = noisy_pattern_partitions(res["pattern"]) if res.get("pattern") else ()

@@ -11,7 +11,7 @@ import pandas as pd
 from vaebook.lab.compare import VERDICTS, verdict_counts
 
 #: the status of a claim, strongest first
-CLAIM_STATUSES = ("holds", "partly", "not shown at this scale", "not run")
+CLAIM_STATUSES = ("holds", "partly", "inconclusive", "not shown at this scale", "not run")
 #: theory checks by kind (a ``kind`` column of the theory results table)
 THEORY_KINDS = ("confirmed", "corrected", "extension", "counterexample")
 THEORY = "theory"
@@ -30,6 +30,19 @@ def tally_status(ours: int, paper: int, cells: int) -> str:
     return "partly" if ours >= paper / 2 else "not shown at this scale"
 
 
+def noisy_tally_status(wins: int, ties: int, paper: int, cells: int) -> str:
+    """:func:`tally_status` where some cells are inside the noise floor (``ties``: neither side wins beyond it):
+    ``holds`` when the clear wins alone reach the paper's tally, ``inconclusive`` when only counting the ties
+    as wins would reach it, else :func:`tally_status` of the clear wins."""
+    if cells <= 0:
+        return "not run"
+    if wins >= paper:
+        return "holds"
+    if wins + ties >= paper:
+        return "inconclusive"
+    return tally_status(wins, paper, cells)
+
+
 def flags_status(flags: Sequence[Optional[bool]]) -> str:
     """A claim checked on several datasets or columns: ``holds`` on all, ``partly`` on some, ``not shown at this
     scale`` on none; ``not run`` when none could be checked (None flags are ignored)."""
@@ -37,6 +50,17 @@ def flags_status(flags: Sequence[Optional[bool]]) -> str:
     if not f:
         return "not run"
     return "holds" if all(f) else ("partly" if any(f) else "not shown at this scale")
+
+
+def noisy_flags_status(flags: Sequence[Optional[str]]) -> str:
+    """:func:`flags_status` with a third outcome per dataset/column: ``"yes"``, ``"no"`` or ``"tie"`` (inside the
+    noise floor). ``inconclusive`` when no flag is "no" and some are ties; None flags are ignored."""
+    f = [x for x in flags if x is not None]
+    if not f:
+        return "not run"
+    if "tie" in f and "no" not in f:
+        return "inconclusive" if "yes" not in f else "partly"
+    return flags_status([x == "yes" for x in f if x != "tie"] + ([False] if "tie" in f else []))
 
 
 def pct(a, b) -> str:
@@ -237,6 +261,6 @@ def verdict_figure(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "tally_status", "flags_status", "pct", "claim", "not_run",
+__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run",
            "claims_table", "claims_display", "status_display", "claim_counts", "theory_counts", "theory_line",
            "status_table", "verdict_figure"]

@@ -105,11 +105,18 @@ def interpolation_fid(
 ) -> dict:
     """FID of decoded interpolations (Table 5) between random pairs of ``images`` (test set in the paper).
 
-    ``reference`` is anything :func:`vaebook.metrics.fid.fid` accepts (``FIDStats``, images, ...).
-    Returns ``fid``, ``n_pairs``, ``ratio``.
+    ``reference``: Inception features (``N×dims`` array, e.g. :func:`vaebook.metrics.fid.reference_features`;
+    then KID is computed too) or anything :func:`vaebook.metrics.fid.fid` accepts (``FIDStats``, images, ...).
+    Returns ``fid``, ``n_pairs``, ``ratio`` (and ``kid``, ``kid_std`` with features).
     """
+    import numpy as np
+
     from .fid import fid as _fid
+    from .fid import fid_kid
 
     gen = interpolated_images(model, images, n_pairs=n_pairs, ratio=ratio, seed=seed, batch_size=batch_size)
+    if isinstance(reference, np.ndarray):
+        r = fid_kid(gen, reference, batch_size=fid_batch_size, device=device, weights=weights, seed=seed)
+        return {"fid": r["fid"], "kid": r["kid"], "kid_std": r["kid_std"], "n_pairs": n_pairs, "ratio": ratio}
     value = _fid(gen, reference=reference, dims=dims, batch_size=fid_batch_size, device=device, weights=weights)
     return {"fid": value, "n_pairs": n_pairs, "ratio": ratio}

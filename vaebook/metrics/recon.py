@@ -52,3 +52,31 @@ def kl_per_image(model, images: ImagesLike, batch_size: int = 500) -> torch.Tens
 def mean_kl(model, images: ImagesLike, batch_size: int = 500) -> float:
     """E_x D_KL(q(z|x) || p(z)) in nats (the KL column of Tables 1 and E.8)."""
     return float(kl_per_image(model, images, batch_size).mean())
+
+
+#: a model whose reconstructions vary less than this across test images (mean over pixels of the per-pixel
+#: variance, images in [0, 1]; MNIST's own is ≈ 0.1) ignores its input: it did not train
+RECON_VAR_MIN = 1e-4
+
+
+@torch.no_grad()
+def reconstruction_variance(model, images: ImagesLike, batch_size: int = 500) -> float:
+    """Mean over pixels of the variance across ``images`` of the reconstruction μθ(E[z|x]) (eval mode): 0 for
+    a decoder whose output does not depend on its input."""
+    dev, s, sq, n = model_device(model), 0, 0, 0
+    with eval_mode(model):
+        for x in iter_batches(images, batch_size):
+            y = model.decode(model.encode(x.to(dev, model_dtype(model))).mean).double().cpu()  # μθ(μφ(x))
+            s, sq, n = s + y.sum(0), sq + (y ** 2).sum(0), n + len(y)
+    return float((sq / n - (s / n) ** 2).clamp_min(0).mean()) if n else float("nan")
+
+
+def constant_output_reason(recon_var: float) -> str:
+    """"did not train: …" when reconstructions with variance ``recon_var`` across test images ignore the input
+    (< :data:`RECON_VAR_MIN`), else ""."""
+    import math
+
+    if recon_var is not None and math.isfinite(recon_var) and recon_var < RECON_VAR_MIN:
+        return (f"did not train: its reconstructions do not depend on the input (variance across test images "
+                f"{recon_var:.1e} < {RECON_VAR_MIN:g})")
+    return ""
