@@ -185,7 +185,7 @@ class Section4VAE(GenerativeModel):
             kl = q.kl_to_standard_normal().mean()
         total = v.rec + kl
         mse = ((x.unsqueeze(0) - mu) ** 2).flatten(2).sum(-1).mean()
-        return LossOutput(total, {"loss": total.detach(), "rec": rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
+        return LossOutput(total, {"loss": total.detach(), "rec": v.rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
                                   "sigma2_mean": v.sigma2.mean(), "sigma_z2": self.sigma_z2.detach()}, v.sigma2)
 
     def decoder_log_prob(self, x, z):
