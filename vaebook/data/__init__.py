@@ -87,7 +87,8 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "noisy-mnist", "noisy MNIST (Sec. 5.3)", "mnist", (1, 28, 28), _noisy_mnist,
     dict(epochs=100, lr=1e-3, batch_size=64), sizes={"smoke": (128, 128), "medium": (3_000, 2_000),
-                                                      "full": (None, None)}))
+                                                      "full": (None, None)},
+    model_defaults={"mle-diag-d": _MNIST_BASELINES["mle-diag-d"]}))  # the Diag-D warm-up (clean pixels are exact 0)
 register_dataset(DatasetSpec(
     "celeba64", "CelebA 64×64", "celeba64", (3, 64, 64), _celeba64, dict(epochs=70, lr=2e-4, batch_size=64),
     describe=lambda root, **kw: {"counts": celeba_split_counts(root), "crop": 140,

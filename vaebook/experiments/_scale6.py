@@ -480,6 +480,46 @@ def training_line(res, datasets: Sequence[str] = ()) -> str:
             "is a single training run.")
 
 
+#: GFLOP of one training step per image (forward + backward, FlopCounterMode; results/benchmarks/cpu/train_speed.csv)
+TRAIN_GFLOP = {"mnist": 0.2009, "celeba64": 19.19}
+#: GFLOP of Inception pool3 features per image at 299² (pytorch-fid's network)
+INCEPTION_GFLOP = 11.46
+#: the sustained throughput the GPU estimate assumes (TFLOP/s): one H100/H200 at ~10–20 % of its bf16 peak
+GPU_TFLOPS = 100.0
+#: what this project's 2-core CPU sustains on these nets (TFLOP/s; train_speed.csv: 0.13–0.16)
+CPU_TFLOPS = 0.15
+
+
+def _span(seconds: float) -> str:
+    h = seconds / 3600
+    if h < 1:
+        return f"{max(1, round(seconds / 60))} min"
+    return f"{h:.2g} h" if h < 48 else f"{h / 24:.0f} days"
+
+
+def gpu_notice(dataset: str, n_models: int, fid_sets: int, name: str, select: bool = True) -> str:
+    """Markdown: why ``dataset`` was not run here, what it needs (command, FLOP-based time, hardware).
+    ``select``: the experiment takes a ``datasets`` parameter (the command names the dataset)."""
+    from vaebook.data import dataset_spec
+
+    spec = dataset_spec(dataset)
+    cmd = (f"`python -m vaebook.lab run {name} --preset full --device cuda"
+           + (f" -p datasets='[\"{dataset}\"]'`" if select else "`"))
+    n, ep = PAPER_TRAIN_IMAGES.get(dataset), int(spec.train.get("epochs", 1))
+    if dataset not in TRAIN_GFLOP or not n:
+        return f"**{spec.label}: not run.** It needs a GPU ({cmd}); its cost is not estimated here."
+    train = n_models * ep * n * TRAIN_GFLOP[dataset] * 1e9
+    fid = fid_sets * PAPER_FID_SAMPLES * INCEPTION_GFLOP * 1e9
+    total = train + fid
+    fid_txt = (f", plus {fid_sets} FID sets of {PAPER_FID_SAMPLES:,} images ≈ {fid / 1e15:.2g} PFLOP" if fid_sets
+               else " (its evaluation not counted)")
+    return (f"**{spec.label}: not run.** At the paper's scale it is {n_models} models × {ep} epochs × {n:,} images × "
+            f"{TRAIN_GFLOP[dataset]:g} GFLOP per image-step ≈ {train / 1e18:.2g} EFLOP of training{fid_txt}: about {_span(total / (GPU_TFLOPS * 1e12))} "
+            f"on one H100/H200 at a sustained {GPU_TFLOPS:g} TFLOP/s (our estimate from FLOP counts, not measured), "
+            f"about {_span(total / (CPU_TFLOPS * 1e12))} on the 2 CPU cores this book was built on. "
+            f"Command: {cmd}.")
+
+
 class Section6Experiment(Experiment):
     """What the experiments of Tables 4–7 share: one unit per (dataset, model row) from :func:`units`, the model
     and dataset checks, an evaluation key without the selection, and the frame of the page's results paragraph.
@@ -491,6 +531,22 @@ class Section6Experiment(Experiment):
         """The table's own sentences of the results paragraph (``st``: settings per dataset run)."""
         return []
 
+    def fid_sets(self, t: pd.DataFrame, dataset: str) -> int:
+        """FID sample sets the paper's version of this table needs on ``dataset`` (for :func:`gpu_notice`)."""
+        d = t[t["dataset"] == dataset]
+        return int(d["metric"].astype(str).str.startswith("fid").sum())
+
+    def not_run_notices(self, t: pd.DataFrame, ran: list) -> list:
+        """One notice per dataset of the paper's table that this run left out (CelebA on a CPU)."""
+        out = []
+        for d in dict.fromkeys(t["dataset"]):
+            if d in ran:
+                continue
+            rows = t.loc[(t["dataset"] == d) & t["paper"].notna(), "row"]
+            out.append("\n\n" + gpu_notice(d, int(rows.nunique()), self.fid_sets(t, d), self.name,
+                                             "datasets" in self.params))
+        return out
+
     def results_markdown(self, res) -> str:
         """The page's results paragraph from the numbers this run has: how it was trained, the table's own
         findings, the verdict counts (nothing when there are no results)."""
@@ -501,7 +557,8 @@ class Section6Experiment(Experiment):
         t = res.tables[self.table]
         st = res.metrics.get("settings", {})
         ran = [d for d in dict.fromkeys(t["dataset"]) if d in st]  # in the table's order
-        out = [f"**Results.** {training_line(res, ran)}", *self.results_parts(res, t, st, ran)]
+        out = [f"**Results.** {training_line(res, ran)}", *self.results_parts(res, t, st, ran),
+               *self.not_run_notices(t, ran)]
         line = verdict_line(t)
         if line:
             out.append(f"\n\nVerdicts over all cells of {self.table.replace('table', 'Table ')}: {line}.")
@@ -529,4 +586,4 @@ __all__ = ["PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_prese
            "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
            "models_for", "units", "failed_rows", "fid_comparable", "fid_note", "data_note", "reference", "real_floor", "fid_batch",
            "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment",
-           "PAPER_TRAIN_IMAGES", "is_ae_type", "is_vae", "cells", "both", "dataset_label", "run_scale", "training_line"]
+           "PAPER_TRAIN_IMAGES", "TRAIN_GFLOP", "gpu_notice", "is_ae_type", "is_vae", "cells", "both", "dataset_label", "run_scale", "training_line"]

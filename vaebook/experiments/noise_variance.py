@@ -422,6 +422,8 @@ class NoiseVariance(Experiment):
         return t
 
     def plan(self, ctx) -> list:
+        from vaebook.data import dataset_spec
+
         p = ctx.p
         n = {} if p["n_train"] is None else {"n_train": int(p["n_train"])}
         units = []
@@ -430,6 +432,7 @@ class NoiseVariance(Experiment):
                 for shape in p["models"]:
                     # the noise is drawn from the run's seed (independently for train and test)
                     job = Job.make(model_name(shape), DATASET, self.train(p, DATASET), p["seed"],
+                                   model_kwargs=dict(dataset_spec(DATASET).model_defaults.get(model_name(shape), {})),
                                    variant={"pattern": pattern, "s2": float(s2), "seed": int(p["seed"]), **n},
                                    tag=f"{model_name(shape)} on noisy MNIST ({pattern}, s_x2={float(s2):g})")
                     units.append(Unit.make(f"{pattern}_s2-{float(s2):g}_{shape}", [job], kind="noisy",
