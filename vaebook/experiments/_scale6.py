@@ -49,12 +49,12 @@ PRESETS = {
     # what 2 CPU cores give in under 2 hours (measured: ~0.3 s per MNIST training step, ~2.2 s for RAE-GP with the
     # exact Jacobian penalty, ~7 Inception images/s): MNIST only, 600 steps of batch 64 drawn from all 60,000
     # training images (0.64 of an epoch), RAE-GP's penalty from one random direction per example (an unbiased
-    # estimate of ‖J‖²_F), FID/KID from 500 samples against 1,000 test images with 2048-d features, IWAE k = 500 on
+    # estimate of ‖J‖²_F), FID/KID from 300 samples against 1,000 test images with 2048-d features, IWAE k = 500 on
     # the 1,000 test images. CelebA needs a GPU.
     "cpu": dict(
         n_train={"mnist": None}, n_test={"mnist": 1_000}, train={"mnist": dict(epochs=1, max_steps=600)},
         model_kwargs={"mnist": {"rae-gp": dict(gp_directions=1)}},
-        fid_samples={"mnist": 500}, fid_dims=2048, iwae_k=500, tsne_points=500,
+        fid_samples={"mnist": 300}, fid_dims=2048, iwae_k=500, tsne_points=500,
         second_stage=dict(width=256, depth=2, epochs=10), gmm_max_iter=100, eval_batch=250, models={},
         datasets=["mnist"]),
     # the paper: whole splits, its epochs, 10,000 FID samples with 2048-d Inception features, k = 500.
