@@ -95,7 +95,7 @@ def test_full_covariance_subclass_matches_multivariate_normal():
         torch.testing.assert_close(lp, mvn.log_prob((x.unsqueeze(0) - mu2).reshape(2, 6, 4)), rtol=0, atol=1e-10)
     finally:
         VARIANCES.pop(_FullI.name, None)
-    assert sorted(VARIANCES) == sorted(SHAPES)
+    assert sorted(VARIANCES) == sorted(SHAPES + ("lowrank",))  # the paper's four + ours (vaebook.variance.lowrank)
 
 
 @pytest.mark.parametrize("name", SHAPES)

@@ -107,6 +107,8 @@ register_model("vae-gaussian", "VAE w/ Gaussian (sigma_x^2=1.0)", "baseline", va
 for _shape, _lab in [("iso-i", "Iso-I"), ("diag-i", "Diag-I"), ("iso-d", "Iso-D"), ("diag-d", "Diag-D")]:
     register_model(f"trainable-{_shape}", _lab, "trainable_Sigma_x", variance=_shape, mode="trainable")(GaussianVAE)
     register_model(f"mle-{_shape}", _lab, "proposed_MLE", variance=_shape, mode="mle")(GaussianVAE)
+for _r in (1, 4, 16, 64):  # beyond the paper: Σx = σ²I + UUᵀ by MLE (vaebook.variance.lowrank); MNIST only (d×d S)
+    register_model(f"lowrank-r{_r}", f"Low-rank r={_r} (MLE)", "beyond_paper", ("mnist",), variance=f"lowrank-r{_r}", mode="mle")(GaussianVAE)
 
 
 class Section4VAE(GenerativeModel):

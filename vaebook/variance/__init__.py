@@ -8,6 +8,9 @@ One protocol, :class:`DecoderVariance`; each shape is a small subclass registere
     iso-d   Σx = σx²(x)·I           (one scalar per example)
     diag-d  Σx = diag(σx²(x))       (one variance per pixel per example)
 
+and, beyond the paper, ``lowrank`` (:mod:`vaebook.variance.lowrank`): Σx = σ²I + UUᵀ with U ∈ ℝ^{d×r}
+shared by all x, its PPCA maximum-likelihood estimate (``lowrank-r<k>`` builds rank k).
+
 Modes:
 
 * ``fixed``: a constant value (σx² = 1 is the conventional VAE; Table 1 sweeps it).
@@ -306,12 +309,20 @@ class DiagD(DecoderVariance):
 
 
 def build_variance(name: str, x_shape, mode: str = "mle", value: float = 1.0, eps: float = 1e-6) -> DecoderVariance:
-    """Construct a registered Σx parameterisation by its paper name (``iso-i``, ``diag-i``, ``iso-d``, ``diag-d``)."""
-    key = name.lower().replace("_", "-")
+    """Construct a registered Σx parameterisation by its paper name (``iso-i``, ``diag-i``, ``iso-d``, ``diag-d``),
+    or one of ours; a shape with a rank (``has_rank``) also takes ``<name>-r<k>`` (e.g. ``lowrank-r16``)."""
+    key, kw = name.lower().replace("_", "-"), {}
     if key not in VARIANCES:
-        raise ValueError(f"unknown decoder variance {name!r}; choose one of {sorted(VARIANCES)}")
-    return VARIANCES[key](x_shape, mode=mode, value=value, eps=eps)
+        base, sep, k = key.rpartition("-r")
+        if sep and k.isdigit() and getattr(VARIANCES.get(base), "has_rank", False):
+            key, kw = base, {"rank": int(k)}
+    if key not in VARIANCES:
+        ranked = [f"{n}-r<k>" for n, c in sorted(VARIANCES.items()) if getattr(c, "has_rank", False)]
+        raise ValueError(f"unknown decoder variance {name!r}; choose one of {sorted(VARIANCES) + ranked}")
+    return VARIANCES[key](x_shape, mode=mode, value=value, eps=eps, **kw)
 
+
+from vaebook.variance.lowrank import LowRankI  # noqa: E402  (registers "lowrank": beyond the paper)
 
 __all__ = ["VARIANCES", "MODES", "DecoderVariance", "VarianceOutput", "build_variance", "gaussian_nll",
-           "IsoI", "DiagI", "IsoD", "DiagD", "register_variance"]
+           "IsoI", "DiagI", "IsoD", "DiagD", "LowRankI", "register_variance"]
