@@ -17,7 +17,7 @@ DEVICE ?= auto
 SITE ?= _build/html
 CHROMIUM_PKG ?= chromium-headless-shell
 
-.PHONY: venv test test-lib test-notebooks book reproduce benchmark clean site-check chromium
+.PHONY: venv test test-lib test-notebooks book reproduce benchmark campaign clean site-check chromium
 
 venv: $(STAMP)
 
@@ -72,6 +72,14 @@ reproduce: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
+
+# The MNIST parts of the book at the paper's scale in one resumable command (vaebook/campaign.py): Tables 1, E.8,
+# 3, 4, 5 and 7 on MNIST, into results/$(PRESET)/. It prints its plan and FLOP-based time estimate first; run it
+# again to resume. Defaults here: DEVICE=cuda PRESET=full; CAMPAIGN_ARGS="--dry-run" prints only the estimate,
+# CAMPAIGN_ARGS="--only nll" runs one step.
+campaign: $(STAMP)
+	$(BIN)/python -m vaebook.campaign --device $(if $(filter command line environment,$(origin DEVICE)),$(DEVICE),cuda) \
+	    --preset $(if $(filter command line environment,$(origin PRESET)),$(PRESET),full) $(CAMPAIGN_ARGS)
 
 clean:
 	rm -rf _build

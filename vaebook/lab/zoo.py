@@ -8,7 +8,10 @@ so a changed objective or trainer retrains instead of reusing a stale model. Ent
 
 :meth:`Zoo.train` trains the jobs that are not cached (batched through ``torch.func.vmap`` on CUDA, one by
 one elsewhere), writes each model when it finishes (a re-run skips it), resumes a model cut short from
-its epoch checkpoint, and records a model whose loss became non-finite as failed and goes on.
+its epoch checkpoint, and records a model whose loss became non-finite as failed and goes on. A batched
+group (models that can share one vmapped loop) is written when the group finishes, so an interrupted
+run keeps every finished group; the group cut short starts again (batched loops keep no checkpoints), and
+a model that fits no group trains alone, with checkpoints.
 """
 from __future__ import annotations
 
@@ -157,6 +160,16 @@ class Zoo:
             return None
         return TrainedModel(job, model.to(resolve_device(self.device)).eval(), hist, True, meta)
 
+    def cached(self, job: Job) -> bool:
+        """Whether ``job`` has a complete, current entry (trained or recorded as failed); weights not read."""
+        d, key = self._entry(job)
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return meta.get("key") == json.loads(json.dumps(key, default=str)) and (
+            meta.get("status") != "ok" or (d / "model.pt").is_file())
+
     def _save(self, job: Job, tm: TrainedModel, wall_s: float) -> None:
         d, key = self._entry(job)
         d.mkdir(parents=True, exist_ok=True)
@@ -190,19 +203,31 @@ class Zoo:
         if batched is None:
             batched = dev.type == "cuda" and len(todo) > 1
         self.log(f"training {len(todo)} model(s) on {dev}: " + ", ".join(j.label for j in todo))
-        if batched:
-            try:
-                models = [j.build() for j in todo]
-                t0 = time.perf_counter()
-                hs = batched_train(models, [self.data_fn(j) for j in todo], [j.config(str(dev)) for j in todo])
-                per = (time.perf_counter() - t0) / len(todo)
-                for j, m, h in zip(todo, models, hs):
-                    tm = TrainedModel(j, m.eval(), list(getattr(h, "epochs", h) or []))
-                    self._save(j, tm, per)
-                    out[j] = tm
-                return out
-            except NonFiniteLossError:
-                self.log("a batched model diverged: training the group one by one to find it")
+        if batched:  # one vmapped loop per group of models that can share it, each group saved when it ends
+            from vaebook.train.batched import batch_blockers, batch_key
+
+            groups: dict = {}
+            for j in todo:
+                m, cfg = j.build(), j.config(str(dev))
+                if not batch_blockers(m, cfg):
+                    groups.setdefault(batch_key(m, self.data_fn(j), cfg), []).append((j, m, cfg))
+            for members in groups.values():
+                if len(members) < 2:  # a single model: the one-by-one loop below (epoch checkpoints, resume)
+                    continue
+                try:
+                    t0 = time.perf_counter()
+                    hs = batched_train([m for _, m, _ in members], [self.data_fn(j) for j, _, _ in members],
+                                       [cfg for _, _, cfg in members])
+                    per = (time.perf_counter() - t0) / len(members)
+                    for (j, m, _), h in zip(members, hs):
+                        tm = TrainedModel(j, m.eval(), list(getattr(h, "epochs", h) or []))
+                        self._save(j, tm, per)
+                        out[j] = tm
+                    self.log(f"batched group of {len(members)} ({members[0][0].model}): trained in "
+                             f"{time.perf_counter() - t0:.0f} s")
+                except NonFiniteLossError:
+                    self.log(f"a batched model diverged: training its group of {len(members)} one by one to find it")
+            groups.clear()
         for i, job in enumerate(todo):
             if job in out:
                 continue

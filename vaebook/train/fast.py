@@ -75,6 +75,81 @@ class FastTrainConfig(TrainConfig):
                 "autocast": _AUTOCAST[self.autocast]}
 
 
+#: /proc/cpuinfo flags of native bf16 arithmetic on x86 (AVX512-BF16 dot products, AMX tiles)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> set:
+    """The x86 feature flags of the first CPU in /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _torch_cpu_bf16() -> list:
+    """What PyTorch's own CPU probes say (private functions, absent in some builds: then nothing)."""
+    out = []
+    for name, what in (("_is_avx512_bf16_supported", "avx512_bf16"), ("_is_amx_tile_supported", "amx_tile")):
+        fn = getattr(torch.cpu, name, None)
+        try:
+            if fn is not None and fn():
+                out.append(what)
+        except Exception:  # noqa: BLE001 - a probe that fails says nothing
+            pass
+    return out
+
+
+def bf16_is_fast(device="cpu") -> tuple[bool, str]:
+    """Whether bf16 autocast can be expected to make training and evaluation *faster* on ``device``, and why.
+
+    * CUDA: True when the GPU does bf16 natively (``torch.cuda.is_bf16_supported(including_emulation=False)``,
+      Ampere and later).
+    * CPU: True only when the CPU has native bf16 arithmetic: AVX512-BF16 or AMX, read from
+      ``torch.backends.cpu.get_cpu_capability()`` (a build that names a BF16/AMX level), PyTorch's CPU probes
+      and the ``avx512_bf16`` / ``amx_bf16`` flags of /proc/cpuinfo. The capability string alone is not enough:
+      "AVX512" is also reported by CPUs without bf16. Measured on this project's machines: with AVX512-BF16 a
+      training step of the App. I.1 MNIST net took 39 ms in bf16 against 88 ms in fp32 (2.3x) and Inception
+      features were 3.5x faster; on an AVX2 CPU (no bf16 units, PyTorch emulates) the same step took 3.8 s
+      against 0.2 s (~19x slower) and Inception 5x slower.
+    * anything else (MPS, ...): False, not measured.
+
+    This is a speed test only. Every default stays fp32 (``FastTrainConfig.autocast=None``): bf16 moved the
+    loss trajectory of an 8-step check (module table above), and the numerics over a real run (2 epochs, then
+    the metrics against fp32) have not been checked, so a True here is not a reason to switch a default.
+    """
+    from vaebook.train.trainer import resolve_device
+
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return False, "CUDA is not available"
+        name = torch.cuda.get_device_name(dev)
+        try:
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older signature: no emulation argument
+            native = torch.cuda.is_bf16_supported()
+        cc = ".".join(map(str, torch.cuda.get_device_capability(dev)))
+        if native:
+            return True, f"{name} (compute capability {cc}) has native bf16"
+        return False, f"{name} (compute capability {cc}) has no native bf16 (emulated: slower, not faster)"
+    if dev.type != "cpu":
+        return False, f"device {dev.type!r}: bf16 speed not measured, fp32 kept"
+    cap = str(torch.backends.cpu.get_cpu_capability())
+    found = sorted(set([f for f in BF16_CPU_FLAGS if f in _cpu_flags()] + _torch_cpu_bf16()))
+    if "BF16" in cap.upper() or "AMX" in cap.upper():
+        found.insert(0, f"capability {cap}")
+    if found:
+        return True, (f"CPU capability {cap} with native bf16 ({', '.join(found)}): bf16 measured 2.3x faster for a "
+                      "training step and 3.5x for Inception on such a CPU")
+    return False, (f"CPU capability {cap}: no native bf16 (no avx512_bf16/amx_bf16 flag), so bf16 is emulated: autocast "
+                   "was ~19x slower for a training step on such a CPU (AVX2: 3.8 s vs 0.2 s) and Inception 5x slower")
+
+
 def compile_nets(model: torch.nn.Module, mode: Optional[str] = None) -> list[str]:
     """``torch.compile`` each child network of ``model`` in place (not the Σx module, whose MLE running
     estimate is updated in place); returns the names compiled. The state dict is unchanged."""
@@ -135,4 +210,4 @@ def fast_fit(model, train_images: torch.Tensor, config: TrainConfig, val_images=
     return FastTrainer(model, train_images, config, val_images).fit()
 
 
-__all__ = ["FastTrainConfig", "FastTrainer", "compile_nets", "fast_fit"]
+__all__ = ["FastTrainConfig", "FastTrainer", "bf16_is_fast", "compile_nets", "fast_fit"]
