@@ -78,9 +78,12 @@ def test_smoke_run_end_to_end(tmp_path):
     r = lab.run(HQ, base(results_dir=str(tmp_path / "r"), data_root=str(tmp_path)), log=lambda *_: None)
     t = pd.read_csv(r.final_dir / "table6.csv")
     assert list(t.columns[:9]) == ["dataset", "group", "model", "row", "metric", "paper", "ours", "verdict", "reason"]
-    assert len(t) == len(HQ.paper_frame())
+    kid = t[t["metric"].str.startswith("kid_")]  # ours only: a KID beside each FID the smoke run computed
+    assert len(t) == len(HQ.paper_frame()) + len(kid) and len(kid) > 0
+    assert set(kid["verdict"]) <= {"ours only", "did not train"}
     assert set(t["verdict"].dropna()) <= set(VERDICTS)
     dd = t.set_index(["row", "metric"]).loc["mle-diag-d"]
+    dd = dd.loc[[m for m in dd.index if not m.startswith("kid_")]]  # the paper's cells
     # stand-in images: nothing can match, every computed cell says so; GMM-100 needs 100 codes (16 here)
     assert dd["verdict"].notna().sum() == 4 and "match" not in set(dd["verdict"])
     assert dd["reason"].str.contains("stand-in").sum() == 4

@@ -16,7 +16,7 @@ import torch
 
 from vaebook.theory._nets import DTYPE
 from vaebook.theory._record import ClaimResult
-from vaebook.variance import VARIANCES, build_variance, gaussian_nll
+from vaebook.variance import PAPER_SHAPES, VARIANCES, build_variance, gaussian_nll
 
 SHAPE = (2, 3, 4)
 LOG2PI = math.log(2 * math.pi)
@@ -53,7 +53,7 @@ def eq7b(x: torch.Tensor, mu: torch.Tensor, sigma2_full: torch.Tensor) -> float:
 def claim_g_closed_forms(seed: int = 0) -> ClaimResult:
     """The variance module's MLE objectives equal Appendix G's closed forms (all four shapes, ε = 0)."""
     x, mu = _data(seed=seed)
-    names = sorted(VARIANCES)
+    names = list(PAPER_SHAPES)
     d_x = x[0].numel()
     module = [float(build_variance(n, SHAPE, mode="mle", eps=0.0)(x, mu).rec) - d_x / 2 * LOG2PI for n in names]
     closed = [appendix_g_closed_form(n, x, mu) for n in names]
@@ -69,7 +69,7 @@ def claim_g_minimiser(seed: int = 0, n_perturb: int = 40) -> ClaimResult:
     """Eq. (7b) at the module's Σ̂x ≤ Eq. (7b) at every randomly perturbed Σx of the same shape (all four shapes)."""
     x, mu = _data(seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
-    names = sorted(VARIANCES)
+    names = list(PAPER_SHAPES)
     at_mle, best_other = [], []
     for n in names:
         v = build_variance(n, SHAPE, mode="mle", eps=0.0)

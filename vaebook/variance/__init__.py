@@ -224,6 +224,8 @@ class DecoderVariance(nn.Module):
 
 
 VARIANCES: dict[str, type[DecoderVariance]] = {}
+#: the paper's four shapes (Table 2), in name order; VARIANCES also holds ours (e.g. ``lowrank``)
+PAPER_SHAPES = ("diag-d", "diag-i", "iso-d", "iso-i")
 
 
 def register_variance(cls: type[DecoderVariance]) -> type[DecoderVariance]:
@@ -324,5 +326,5 @@ def build_variance(name: str, x_shape, mode: str = "mle", value: float = 1.0, ep
 
 from vaebook.variance.lowrank import LowRankI  # noqa: E402  (registers "lowrank": beyond the paper)
 
-__all__ = ["VARIANCES", "MODES", "DecoderVariance", "VarianceOutput", "build_variance", "gaussian_nll",
+__all__ = ["VARIANCES", "PAPER_SHAPES", "MODES", "DecoderVariance", "VarianceOutput", "build_variance", "gaussian_nll",
            "IsoI", "DiagI", "IsoD", "DiagD", "LowRankI", "register_variance"]
