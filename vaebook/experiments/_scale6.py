@@ -472,6 +472,11 @@ def training_line(res, datasets: Sequence[str] = ()) -> str:
             n, ep, bs, steps = _trained(p, d)
         except Exception:  # noqa: BLE001 - a provenance without the settings
             continue
+        full = ep * math.ceil(int(n) / bs) if n else None
+        if steps and full and steps < full:  # capped by max_steps: say the fraction of an epoch
+            parts.append(f"{dataset_label(d)} on {fmt(n, ',.0f', '?')} training images, {fmt(steps, ',.0f')} steps of "
+                         f"batch {bs} ({steps / math.ceil(int(n) / bs):.2g} epoch)")
+            continue
         parts.append(f"{dataset_label(d)} on {fmt(n, ',.0f', '?')} training images, {ep} epoch{'s' * (ep != 1)} "
                      f"of batch {bs}" + (f" ({fmt(steps, ',.0f')} step{'s' * (steps != 1)})" if steps else ""))
     if not parts:
