@@ -205,13 +205,13 @@ class LowRank(Experiment):
 
     # -- the page -------------------------------------------------------------------------------
     def summary(self, res) -> dict:
-        """Strings for the page's prose (glue); 'n/a' where there are no results."""
+        """Strings for the page's prose (glue); 'n/a' where a result lacks a value, 'no results yet' without results."""
         keys = ("lr_label", "lr_run", "lr_likelihood", "lr_smooth", "lr_outcome", "lr_calibration", "lr_time",
                 "lr_settings")
-        out = {k: "n/a" for k in keys}
-        out["lr_label"] = "no results"
+        out = {k: "no results yet" for k in keys}
         if res is None:
             return out
+        out.update({k: "n/a" for k in keys})
         out["lr_label"] = res.label
         out["lr_run"] = scale.training_line(res, [DATASET]) or "n/a"
         m = res.metrics
