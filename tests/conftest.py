@@ -85,3 +85,15 @@ def _default_dtype_is_restored():
     before = torch.get_default_dtype()
     yield
     assert torch.get_default_dtype() == before, "a test changed torch's default dtype without restoring it"
+
+
+@pytest.fixture
+def float64():
+    """float64 as torch's default dtype for one test, restored afterwards (a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("float64")``; a module-level switch would leak into later files)."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

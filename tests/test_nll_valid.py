@@ -10,12 +10,7 @@ from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
 from vaebook.models import GaussianVAE, build_model
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # float64 default dtype (tests/conftest.py)
 
 
 def _images(n, seed):

@@ -9,13 +9,7 @@ from vaebook.variance import VARIANCES, build_variance
 
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """float64 inside this module only (a module-level switch would leak into every later test file)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # float64 default dtype (tests/conftest.py)
 
 LOG2PI = math.log(2 * math.pi)
 #: the paper's four shapes (Table 2), whose closed forms this file checks; our low-rank Σx has its own tests

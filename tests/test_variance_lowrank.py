@@ -16,12 +16,7 @@ from vaebook.variance import VARIANCES, build_variance
 from vaebook.variance.lowrank import LowRankI, lowrank_nll, ppca_mle
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # float64 default dtype (tests/conftest.py)
 
 
 def _lowrank_residuals(n, d, k, noise=0.05, seed=0):

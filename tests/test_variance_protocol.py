@@ -15,12 +15,7 @@ LOG2PI = math.log(2 * math.pi)
 SHAPES = ("iso-i", "diag-i", "iso-d", "diag-d")
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # float64 default dtype (tests/conftest.py)
 
 
 def _data(shape, s=3, b=5, seed=0):
