@@ -309,3 +309,43 @@ def test_bad_parameter_is_refused_before_anything_is_written(tmp_path, data_root
     with pytest.raises(ParameterError, match="n_test"):  # more than MNIST's 10,000 test images
         lab.run(GEN, base(results_dir=str(tmp_path), data_root=str(data_root), datasets=["mnist"], n_test=20_000))
     assert not (tmp_path / "smoke").exists()
+
+
+class _Decoder(torch.nn.Module):
+    """Deterministic encoder z = mean pixel; decoder = a constant image, or the code broadcast to every pixel."""
+
+    def __init__(self, constant: bool):
+        super().__init__()
+        self.w, self.constant = torch.nn.Parameter(torch.zeros(1)), constant
+
+    def encode(self, x):
+        from vaebook.models import Posterior
+
+        return Posterior(x.flatten(1).mean(1, keepdim=True), None)
+
+    def decode(self, z):
+        img = torch.full((z.shape[0], 1, 4, 4), 0.5) if self.constant else z[:, :, None, None].expand(-1, 1, 4, 4)
+        return img + 0 * self.w
+
+
+def test_untrained_reason_scores_only_models_whose_output_depends_on_the_input():
+    """Section-6 pages: a failed run keeps its reason; an output that ignores its input is "did not train" (with
+    its reconstruction variance kept: here 0, or Var(mean pixel) for the input-dependent decoder); smoke skips it."""
+    from types import SimpleNamespace
+
+    from vaebook.lab.zoo import TrainedModel
+
+    x = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    data, ctx = SimpleNamespace(test=x), SimpleNamespace(smoke=False, p={"eval_batch": 7})
+    out = {}
+    assert scale.untrained_reason(ctx, TrainedModel(None, None, reason="did not train: NaN"), data, out) \
+        == "did not train: NaN"
+    assert scale.untrained_reason(ctx, TrainedModel(None, _Decoder(True)), data, out).startswith("did not train")
+    assert out["recon_var"] == 0.0
+    out = {}
+    assert scale.untrained_reason(ctx, TrainedModel(None, _Decoder(False)), data, out) == ""
+    want = float(x.flatten(1).double().mean(1).var(unbiased=False))
+    assert out["recon_var"] == pytest.approx(want, rel=1e-5)
+    out = {}
+    assert scale.untrained_reason(SimpleNamespace(smoke=True, p={}), TrainedModel(None, _Decoder(True)), data, out) == ""
+    assert out == {}

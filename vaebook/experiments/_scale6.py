@@ -230,6 +230,20 @@ def failed_rows(base: dict, metrics: Sequence[str], reason: str) -> list:
     return [{**base, "metric": m, "ours": math.nan, "failed": reason or "did not train"} for m in metrics]
 
 
+def untrained_reason(ctx, tm, data, out: dict) -> str:
+    """Why the trained model ``tm`` is not scored ("" when it is): its training failed, or its reconstructions of
+    the first 1,000 test images do not vary across inputs (:func:`vaebook.metrics.recon.constant_output_reason`;
+    "did not train", never scored). The variance is kept in ``out["recon_var"]``. Skipped at smoke (one step)."""
+    from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
+
+    if not tm.ok:
+        return tm.reason or "did not train"
+    if ctx.smoke:
+        return ""
+    out["recon_var"] = reconstruction_variance(tm.model, data.test[:1000], int(ctx.p.get("eval_batch") or 500))
+    return constant_output_reason(out["recon_var"])
+
+
 # -- FID scale ---------------------------------------------------------------------------------
 def fid_comparable(n_samples: int, dims: int) -> bool:
     """Whether an FID is on the paper's scale (10,000 samples, 2048-d pool3 features)."""
@@ -589,6 +603,6 @@ class Section6Experiment(Experiment):
 
 __all__ = ["PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
            "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
-           "models_for", "units", "failed_rows", "fid_comparable", "fid_note", "data_note", "reference", "real_floor", "fid_batch",
+           "models_for", "units", "failed_rows", "untrained_reason", "fid_comparable", "fid_note", "data_note", "reference", "real_floor", "fid_batch",
            "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment",
            "PAPER_TRAIN_IMAGES", "TRAIN_GFLOP", "gpu_notice", "is_ae_type", "is_vae", "cells", "both", "dataset_label", "run_scale", "training_line"]

@@ -104,7 +104,7 @@ class Generation(scale.Section6Experiment):
         """One model: MSE, its learned σx², FID per latent source, images for the figures, time per epoch."""
         from vaebook.metrics._util import encode_means, model_device
         from vaebook.metrics.fid import fid_kid
-        from vaebook.metrics.recon import constant_output_reason, mean_mse, reconstruction_variance
+        from vaebook.metrics.recon import mean_mse
         from vaebook.posterior import fit_sampler, generate_images, keep_first, source_skip_reason
 
         p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
@@ -112,10 +112,7 @@ class Generation(scale.Section6Experiment):
         srcs = self.sources_for(p, d)
         base = {"row": m, "dataset": d, **scale.row_info(m)}
         out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
-        reason = tm.reason if not tm.ok else ""
-        if tm.ok and not ctx.smoke:  # output ignoring the input: did not train, never scored (smoke: 1 step)
-            out["recon_var"] = reconstruction_variance(tm.model, data.test[:1000], int(p["eval_batch"]))
-            reason = constant_output_reason(out["recon_var"])
+        reason = scale.untrained_reason(ctx, tm, data, out)
         if reason:
             has_prior = getattr(job.build(), "has_prior", True)  # no prior: no prior-FID cell (as in the paper)
             metrics = ["mse", *(c for s in srcs if s != "prior" or has_prior

@@ -60,15 +60,12 @@ class Interpolation(scale.Section6Experiment):
 
         from vaebook.metrics._util import model_device
         from vaebook.metrics.interpolation import interpolation_fid
-        from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
 
         p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
         tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
         base = {"row": m, "dataset": d, **scale.row_info(m)}
         out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
-        reason = tm.reason if not tm.ok else ""
-        if tm.ok and not ctx.smoke:  # output ignoring the input: did not train, never scored (smoke: 1 step)
-            reason = constant_output_reason(reconstruction_variance(tm.model, data.test[:1000], int(p["eval_batch"])))
+        reason = scale.untrained_reason(ctx, tm, data, out)
         if reason:
             return {**out, "rows": scale.failed_rows(base, list(METRIC_ORDER), reason), "reason": reason}
         model, dev = tm.model.eval(), model_device(tm.model)

@@ -32,7 +32,6 @@ scale: 600 steps of batch 64 on all MNIST training images, 1,000 test images, k 
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import pandas as pd
 import torch
@@ -104,17 +103,13 @@ class LowRank(Experiment):
         from vaebook.metrics._util import encode_means, model_device
         from vaebook.metrics.fid import fid_kid
         from vaebook.metrics.nll import iwae_nll
-        from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
         from vaebook.posterior import fit_sampler, generate_images, keep_first, source_skip_reason
 
         p, m = ctx.p, unit.meta["model"]
         job, tm, data = unit.jobs[0], ctx.model(unit.jobs[0]), scale.load(ctx, DATASET)
         base = {"row": m, "dataset": DATASET, **scale.row_info(m)}
         out = {"model": m, "from_cache": tm.from_cache}
-        reason = tm.reason if not tm.ok else ""
-        if tm.ok and not ctx.smoke:  # an output that ignores its input did not train (smoke: one step)
-            out["recon_var"] = reconstruction_variance(tm.model, data.test[:1000], int(p["eval_batch"]))
-            reason = constant_output_reason(out["recon_var"])
+        reason = scale.untrained_reason(ctx, tm, data, out)
         if reason:
             return {**out, "rows": scale.failed_rows(base, METRICS, reason), "reason": reason}
         model, seed, bs, n_show = tm.model.eval(), int(p["seed"]), int(p["eval_batch"]), int(p["figure_images"])

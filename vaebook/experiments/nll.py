@@ -108,11 +108,7 @@ class NLL(scale.Section6Experiment):
         tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
         base = {"row": m, "dataset": d, **scale.row_info(m)}
         out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
-        from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
-
-        reason = tm.reason if not tm.ok else ""
-        if tm.ok and not ctx.smoke:  # output ignoring the input: did not train, never scored (smoke: 1 step)
-            reason = constant_output_reason(reconstruction_variance(tm.model, data.test[:1000]))
+        reason = scale.untrained_reason(ctx, tm, data, out)
         if reason:
             return {**out, "rows": scale.failed_rows(base, list(METRICS), reason), "reason": reason}
         k = int(p["iwae_k"])

@@ -380,26 +380,14 @@ def reference_stats(
     weights: Optional[str] = None,
     quantize: bool = True,
     cache_dir: Optional[Union[str, Path]] = None,
-    recompute: bool = False,
 ) -> FIDStats:
-    """Reference statistics of a dataset split (e.g. ``key="mnist-test"``), cached on disk.
-
-    The cache file name holds the key, weight source, number of images ``n`` (the first ``n``
-    images; ``None`` = all), ``dims`` and the quantisation. ``images`` may be a zero-argument
-    callable, called only on a cache miss.
-    """
-    source = weights_source(weights)
-    path = reference_cache_path(key, n, dims, source, quantize, cache_dir)
-    if path.is_file() and not recompute:
-        st = FIDStats.load(path)
-        if st.dims == dims and st.weights == source and (n is None or st.n == n):
-            return st
-    imgs = images() if callable(images) else images
-    st = fid_stats(imgs, batch_size, device, dims, source, quantize, max_images=n)
-    if n is not None and st.n < n:
-        raise ValueError(f"reference {key!r}: asked for n={n} images but only {st.n} were given")
-    st.save(path)
-    return st
+    """FID reference statistics (μ, Σ) of the first ``n`` images of a split (``None`` = all of them, which loads
+    the images to count them): :func:`reference_features`, whose disk cache they share, summarised."""
+    if n is None:
+        images = images() if callable(images) else images
+        n = len(images)
+    feats = reference_features(key, images, int(n), dims, batch_size, device, weights, quantize, cache_dir)
+    return FIDStats.from_features(feats, weights_source(weights))
 
 
 def reference_features(
