@@ -94,3 +94,18 @@ def test_drop_from_toc():
     out = _drop_from_toc(toc, {"notebooks/b", "notebooks/c"})
     assert _toc_files(out) == ["book/intro", "notebooks/a"]
     assert [p["caption"] for p in out["parts"]] == ["A"]
+
+
+def test_run_all_skips_a_page_without_the_preset(tmp_path, capsys):
+    """`make reproduce PRESET=medium` must not fail on a page sized only for smoke/cpu: it is skipped, said so."""
+    from vaebook.lab.run_all import lacks_preset, main
+
+    no_medium = [n for n in NAMES if "medium" not in experiments()[n].presets]
+    with_medium = [n for n in NAMES if "medium" in experiments()[n].presets]
+    assert no_medium and with_medium
+    assert lacks_preset(no_medium[0], "medium") == list(experiments()[no_medium[0]].presets)
+    assert lacks_preset(with_medium[0], "medium") is None and lacks_preset("not-an-experiment", "medium") is None
+    assert main(["--preset", "medium", "--mode", "report", "--results-dir", str(tmp_path / "r"),
+                 "--only", no_medium[0]]) == 0
+    out = capsys.readouterr().out
+    assert f"{no_medium[0]}: skipped" in out and "0/0 notebooks ok (1 skipped" in out

@@ -6,7 +6,8 @@
 Each ``notebooks/<name>.ipynb`` runs with the parameters ``preset``, ``mode``, ``device``, ``seed``,
 ``results_dir`` (absolute) and ``data_root``, in the kernel ``python3`` of the interpreter running this
 command (the venv's). Executed copies go to ``--executed-dir`` (default: a ``executed`` folder next to
-the results). Exits non-zero when any notebook fails, after running the others.
+the results). A page whose experiment has no such preset (e.g. ``medium`` on a page sized only for ``cpu``) is
+skipped with a line saying so, not failed. Exits non-zero when any notebook fails, after running the others.
 """
 from __future__ import annotations
 
@@ -101,6 +102,18 @@ def run_notebook(name: str, out_path: Path, parameters: dict, timeout: Optional[
     return time.perf_counter() - t
 
 
+def lacks_preset(name: str, preset: str) -> Optional[list]:
+    """The presets of experiment ``name`` when ``preset`` is not one of them (the page is skipped); None when it
+    is, or when no experiment has the notebook's name."""
+    from vaebook.lab.page import get_experiment
+
+    try:
+        exp = get_experiment(name)
+    except ParameterError:
+        return None
+    return None if preset in exp.presets else list(exp.presets)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vaebook.lab.run_all", description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="smoke")
@@ -122,9 +135,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     executed = Path(a.executed_dir).resolve() if a.executed_dir else results.parent / "executed"
     params = {"preset": a.preset, "mode": a.mode, "device": a.device, "seed": a.seed, "results_dir": str(results),
               "data_root": a.data_root}
-    failures = []
+    failures, skipped = [], []
     t_all = time.perf_counter()
     for name in names:
+        has = lacks_preset(name, a.preset)
+        if has is not None:
+            skipped.append(name)
+            print(f"[run_all] {name}: skipped, its experiment has no {a.preset!r} preset (it has {has})", flush=True)
+            continue
         print(f"[run_all] {name}: preset={a.preset} mode={a.mode} device={a.device}", flush=True)
         try:
             dt = run_notebook(name, executed / f"{name}.ipynb", params, a.timeout, log_output=a.log_output)
@@ -132,7 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except Exception as e:  # noqa: BLE001 - report every notebook, fail at the end
             failures.append(name)
             print(f"[run_all] {name}: FAILED: {type(e).__name__}: {str(e)[-2000:]}", file=sys.stderr, flush=True)
-    print(f"[run_all] {len(names) - len(failures)}/{len(names)} notebooks ok in {time.perf_counter() - t_all:.1f} s; "
+    ran = len(names) - len(skipped)
+    print(f"[run_all] {ran - len(failures)}/{ran} notebooks ok"
+          + (f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else "") + f" in {time.perf_counter() - t_all:.1f} s; "
           f"executed notebooks in {executed}", flush=True)
     if failures:
         print(f"[run_all] failed: {', '.join(failures)} (the executed copies show the failing cell)", file=sys.stderr)

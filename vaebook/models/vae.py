@@ -111,6 +111,10 @@ for _r in (1, 4, 16, 64):  # beyond the paper: Σx = σ²I + UUᵀ by MLE (vaebo
     register_model(f"lowrank-r{_r}", f"Low-rank r={_r} (MLE)", "beyond_paper", ("mnist",), variance=f"lowrank-r{_r}", mode="mle")(GaussianVAE)
 
 
+#: initialisations of :class:`Section4VAE`
+INITS = ("random", "collapsed")
+
+
 class Section4VAE(GenerativeModel):
     """Section 4's simplified VAE: q(z|x) = N(μφ(x), σz²·I) with ONE scalar σz², p(x|z) = N(μθ(z), σx²·I).
 
@@ -121,13 +125,33 @@ class Section4VAE(GenerativeModel):
     ``sigma_z2_lr_factor``: learning-rate multiplier of a learned log σz² (a short-budget choice of the
     ``medium`` preset of the smoothness experiment, not the paper's); when it is not 1 the model has a
     ``param_groups(lr, weight_decay)`` method, which the trainer uses for per-group Adam settings.
+    ``init``: ``"random"`` (PyTorch's default initialisation; the paper's) or ``"collapsed"`` (the collapse
+    question, :mod:`vaebook.experiments.collapse`; needs a learned σz²): the random initialisation, then
+
+    * the encoder's last layer (the mean head) weight and bias 0, so μφ(x) = 0 for every x;
+    * log σz² = 0, so q(z|x) = N(0, I) = p(z) and the KL is exactly 0;
+    * the weight of the decoder's **first** layer (the one that reads z) 0, so μθ(z) does not depend on z.
+
+    Why these layers: on the set {μφ = 0, σz² = 1, first decoder weight W₁ = 0} the expected gradient of the
+    negative ELBO keeps every parameter that could couple z to x at its value, whatever the rest of the decoder
+    is. The encoder's mean gets ∂/∂μ = μ (KL) + 0 (μθ ignores z) = 0 and σz² gets ½d_z(1 − 1/σz²) = 0, both
+    exactly on every batch; W₁ gets E[δ₁(x) zᵀ] = E[δ₁(x)] E[z]ᵀ = 0 because z ~ N(0, I) is independent of x
+    (δ₁: the backpropagated error at the first layer), so only minibatch noise moves it. The rest of the decoder
+    trains towards the best constant output, the training mean image: the collapsed solution (KL = 0, MSE = the
+    total pixel variance). Zeroing the decoder's *last* layer instead would leave the output at sigmoid(bias),
+    one grey level per channel (a ConvTranspose2d has one bias per channel), and the expected gradient of that
+    last weight, ∝ E[h(z)]·(output − mean image), would not vanish: the decoder would start depending on z through
+    its random hidden features, so the model would start near, not on, the collapsed set. Setting the output to
+    the mean image at step 0 would need the data (a data-dependent bias); here the output starts as a constant
+    image of the random remaining layers and reaches the mean image by training, with z still ignored.
+    ``"random"`` leaves the parameters exactly as before this argument existed (same values for a seed).
     Networks: Appendix D.1 (no batch-norm), encoder outputs only the mean.
     """
 
     has_likelihood = True
 
     def __init__(self, arch: str = "d1", d_z: Optional[int] = None, sigma_x2="mle", sigma_z2="learned",
-                 sigma_z2_init: float = 1.0, sigma_z2_lr_factor: float = 1.0):
+                 sigma_z2_init: float = 1.0, sigma_z2_lr_factor: float = 1.0, init: str = "random"):
         super().__init__()
         spec = ARCHITECTURES[arch]
         self.arch, self.x_shape = arch, spec.image_shape
@@ -155,6 +179,24 @@ class Section4VAE(GenerativeModel):
         if sigma_z2 == "learned" and self.sigma_z2_lr_factor != 1.0:
             # only then: a model with ``param_groups`` is trained on its own, never in a batched (vmap) group
             self.param_groups = self._sigma_z2_param_groups
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        if init == "collapsed":
+            if sigma_z2 != "learned":
+                raise ValueError(f"init='collapsed' needs sigma_z2='learned' (σz² = 1 is part of the collapsed "
+                                 f"solution), got sigma_z2={sigma_z2!r}")
+            self._collapse()
+
+    @torch.no_grad()
+    def _collapse(self) -> None:
+        """The collapsed initialisation (class docstring): no random numbers drawn, only values set to 0."""
+        head = [m for m in self.encoder.modules() if isinstance(m, nn.Linear)][-1]
+        first = next(m for m in self.decoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)))
+        head.weight.zero_()
+        head.bias.zero_()
+        first.weight.zero_()
+        self.log_sigma_z2.zero_()
 
     def _sigma_z2_param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """Adam groups: every weight at ``lr``; log σz² alone at ``sigma_z2_lr_factor``·lr, no weight decay."""
