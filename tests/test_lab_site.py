@@ -2,6 +2,7 @@
 kept out of a page, and the headless-Chromium site check (on tiny hand-written pages; skipped without Chromium)."""
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -304,3 +305,26 @@ def test_site_check_in_make_test():
     assert "site-check:" in mk and "vaebook.lab.site_check" in mk
     recipe = mk.split("test-notebooks:", 1)[1].split("\n\n", 1)[0]
     assert "vaebook.lab.site_check" in recipe, "make test must check the smoke build in a browser"
+
+
+def test_a_page_shows_its_own_claims_as_the_status_page_does(monkeypatch):
+    """`show_claims` on an experiment's page: the same rows as the status page (smoke results → 'not run')."""
+    import vaebook.lab.display as display
+    from vaebook.lab.status import experiment_claims, show_claims
+
+    exp = _experiments()["interpolation"]
+    res = _paper_as_ours(exp, "table5", settings={"mnist": {"n_pairs": 1000}})
+    rows = experiment_claims("interpolation", exp, res)
+    assert [r["claim"] for r in rows] == list(exp.CLAIMS) and {r["page"] for r in rows} == {"interpolation"}
+    assert rows[0]["status"] == "holds" and rows[2]["status"] == "holds"  # the paper's own numbers
+    res.smoke = True
+    smoke = experiment_claims("interpolation", exp, res)
+    assert all(r["status"] == "not run" for r in smoke)
+    assert smoke[0]["evidence"].startswith("smoke test, not a result (the check itself reads holds")
+    res.smoke = False
+    shown = []
+    monkeypatch.setattr(display, "show_table", lambda df, caption="", **kw: shown.append((df, caption)))
+    show_claims(exp, res)
+    (df, caption), = shown
+    assert list(df["status"]) == [r["status"] for r in rows] and res.label in caption
+    assert all(html.escape(c) in cell for c, cell in zip(exp.CLAIMS, df["claim"]))

@@ -251,7 +251,7 @@ class Generation(scale.Section6Experiment):
         floors = {d: s.get("floor") for d, s in res.metrics.get("settings", {}).items()}
         return [claim(c, self.SECTION, *rule(t, datasets, floors), sc)
                 for c, rule in zip(self.CLAIMS, (_mle_beats_unit_variance, _comparable_with_ae,
-                                                 _mle_beats_trainable, _diag_d_best_prior, _rank_agreement))]
+                                                 _mle_beats_trainable, _diag_d_best_prior, rank_agreement))]
 
     def results_parts(self, res, t, st: dict, ran: list) -> list:
         """The results paragraph's own sentences (see :meth:`Section6Experiment.results_markdown`)."""
@@ -435,21 +435,23 @@ def _diag_d_best_prior(t: pd.DataFrame, datasets, floors: Optional[dict] = None)
     return noisy_flags_status(flags), "; ".join(parts)
 
 
-def _rank_agreement(t: pd.DataFrame, datasets, floors: Optional[dict] = None, min_rho: float = 0.5) -> tuple:
-    """(status, evidence): Spearman's ρ between our FIDs and the paper's over the rows of each FID column; the
-    ranking agrees in a column when ρ ≥ ``min_rho``."""
+def rank_agreement(t: pd.DataFrame, datasets, floors: Optional[dict] = None, min_rho: float = 0.5,
+                   columns=None, labels: Optional[dict] = None) -> tuple:
+    """(status, evidence): Spearman's ρ between our FIDs and the paper's over the rows of each FID column
+    (``columns``: Table 4's by default; ``labels`` their names); the ranking agrees in a column when ρ ≥ ``min_rho``."""
     from vaebook.lab.compare import spearman
     from vaebook.lab.status import flags_status
 
+    columns, labels = columns or SOURCE_COLUMN.values(), labels or METRIC_LABELS
     flags, parts = [], []
     for d in datasets:
-        for m in SOURCE_COLUMN.values():
+        for m in columns:
             o, p = scale.both(t, d, m)
             if len(o) < 3:
                 continue
             rho = spearman([p[r] for r in o], [o[r] for r in o])
             flags.append(rho is not None and rho >= min_rho)
-            parts.append(f"{scale.dataset_label(d)} {METRIC_LABELS.get(m, m)}: ρ = {fmt(rho, '.2f')} over {len(o)} rows")
+            parts.append(f"{scale.dataset_label(d)} {labels.get(m, m)}: ρ = {fmt(rho, '.2f')} over {len(o)} rows")
     if not flags:
         return "not run", "fewer than 3 rows per FID column"
     return flags_status(flags), f"ρ ≥ {min_rho:g} counts as agreeing: " + "; ".join(parts)

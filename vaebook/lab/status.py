@@ -108,24 +108,40 @@ def claims_table(results_dir) -> pd.DataFrame:
     results are ``not run`` (their evidence says so): smoke numbers are not results."""
     rows = []
     for name, exp in _book_experiments():
-        if name == THEORY:
-            continue
-        res = exp.find(results_dir)
-        got = list(exp.claims(res) or [])
-        smoke = _smoke_note(res)
-        for c in got:
-            missing = [k for k in CLAIM_KEYS if k not in c]
-            if missing:
-                raise ValueError(f"{name}.claims: a claim lacks {missing}: {c}")
-            if c["status"] not in CLAIM_STATUSES:
-                raise ValueError(f"{name}.claims: status {c['status']!r}; expected one of {CLAIM_STATUSES}")
-            row = {k: c[k] for k in CLAIM_KEYS}
-            if smoke and row["status"] != "not run":
-                row["evidence"] = f"{smoke} (the check itself reads {row['status']}: {row['evidence']})"
-                row["status"] = "not run"
-            row["page"] = c.get("page") or name
-            rows.append(row)
+        if name != THEORY:
+            rows += experiment_claims(name, exp, exp.find(results_dir))
     return pd.DataFrame(rows, columns=["section", "claim", "status", "evidence", "scale", "page"])
+
+
+def experiment_claims(name: str, exp, res) -> list:
+    """The claim rows of one experiment read from its results ``res`` (None: not run), checked; a smoke result's
+    claims are ``not run`` (smoke numbers are not results)."""
+    rows, smoke = [], _smoke_note(res)
+    for c in list(exp.claims(res) or []):
+        missing = [k for k in CLAIM_KEYS if k not in c]
+        if missing:
+            raise ValueError(f"{name}.claims: a claim lacks {missing}: {c}")
+        if c["status"] not in CLAIM_STATUSES:
+            raise ValueError(f"{name}.claims: status {c['status']!r}; expected one of {CLAIM_STATUSES}")
+        row = {k: c[k] for k in CLAIM_KEYS}
+        if smoke and row["status"] != "not run":
+            row["evidence"] = f"{smoke} (the check itself reads {row['status']}: {row['evidence']})"
+            row["status"] = "not run"
+        row["page"] = c.get("page") or name
+        rows.append(row)
+    return rows
+
+
+def show_claims(exp, res) -> None:
+    """On an experiment's own page: its claims with their status and evidence (the same rows as the status page)."""
+    from vaebook.lab.display import show_table
+
+    rows = pd.DataFrame(experiment_claims(exp.name, exp, res),
+                        columns=["section", "claim", "status", "evidence", "scale", "page"])
+    label = f" Read from {res.label}." if res is not None else " No results yet."
+    show_table(claims_display(rows, {exp.name: exp.title}, page_url="{}.html"),
+               "The paper's claims on this page, judged on our numbers (statuses as on the Reproduction status page)."
+               + label, raw_columns=("claim", "evidence"))
 
 
 def claims_display(table: pd.DataFrame, titles: Optional[dict] = None, page_url: str = "../notebooks/{}.html"
@@ -261,6 +277,6 @@ def verdict_figure(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run",
+__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "experiment_claims", "show_claims",
            "claims_table", "claims_display", "status_display", "claim_counts", "theory_counts", "theory_line",
            "status_table", "verdict_figure"]
