@@ -22,6 +22,7 @@ from vaebook.metrics.recon import constant_output_reason, kl_per_image, reconstr
 from vaebook.models.vae import Section4VAE
 from vaebook.nets import build_nets
 from vaebook.theory.collapse import collapse_margin, data_covariance
+from vaebook.train import plateau
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = cl.EXPERIMENT
@@ -186,7 +187,7 @@ def _fake(outcomes=("collapsed", "escaped", "escaped"), margin_hi=4.6, kl=(0.01,
     theory = pd.DataFrame({"log10_sigma_x2": [0.0, -1.0], "J_collapse": [26.35, 263.5],
                            "J_opt": [26.35 - margin_hi, 150.0], "margin": [margin_hi, 113.5],
                            "sigma_z2_opt": [0.3, 0.03], "active": [8, 8]})
-    metrics = {"records": [{"steps": 1874}], "n_train": 60000, "n_eval": 10000, "train_config":
+    metrics = {"records": [{"steps": 1874, "plateau": plateau([1.0] * 20)}, {"steps": 1874}], "n_train": 60000, "n_eval": 10000, "train_config":
                {"epochs": 2, "batch_size": 64}, "lrs": [1e-4, 1e-3], "seeds": [0], "sigma_x2": 1.0, "d_z": 8,
                "theory": {"lambda_max": 5.1}}
     return _Res({cl.RUNS: runs, cl.THEORY: theory}, metrics)
@@ -195,6 +196,7 @@ def _fake(outcomes=("collapsed", "escaped", "escaped"), margin_hi=4.6, kl=(0.01,
 def test_summary_strings_come_from_the_numbers():
     none = EXP.summary(None)
     assert all(none[k] == "no results yet" for k in cl.SUMMARY_KEYS)
+    assert EXP.params["max_steps"] is sm.Smoothness.params["max_steps"] and "tr(C)" in EXP.params["n_eval"].doc
     assert none["cl_p_mse"] == "52.74" and "0.5 nats" in none["cl_rule"]
     s = EXP.summary(_fake())
     assert s["cl_random"] == "1 of 2 runs collapsed (lr 0.0001: 1 of 1; lr 0.001: 0 of 1)"
@@ -203,6 +205,9 @@ def test_summary_strings_come_from_the_numbers():
     assert s["cl_lam_max"] == "5.1" and s["cl_trc"] == "52.7"
     assert s["cl_kl"] == "random start 0.01 to 11; collapsed start 0.002"
     assert "60,000 training images" in s["cl_run"] and "1,874 steps per model" in s["cl_run"]
+    assert s["cl_run"].startswith("preset cpu · test. ") and s["cl_run"].endswith(
+        "; loss curves: 1 of 2 models flat (the last 20 % of logged steps gave < 5 % of the run's loss improvement, "
+        "or a change within 2 standard errors of the noise); 1 without a loss curve")
     assert not any("n/a" in v for v in s.values()), s
     # change a number, the string follows
     t = EXP.summary(_fake(outcomes=("collapsed", "collapsed", "collapsed"), margin_hi=0.25))
@@ -216,6 +221,7 @@ def test_notebook_glue_keys_are_all_glued():
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     keys = set(re.findall(r"\{glue:text\}`([^`]+)`", prose))
     assert keys and keys <= set(EXP.summary(None))
+    assert "Run: {glue:text}`cl_run`." in prose  # one glue: without results the page says "no results yet" once
 
 
 # --- end to end at smoke ------------------------------------------------------------------------------------
@@ -229,7 +235,7 @@ def test_smoke_end_to_end(tmp_path, data_root):
     assert set(long["metric"]) == set(cl.METRICS) and len(long) == 2 * len(cl.METRICS)
     runs = pd.read_csv(d / f"{cl.RUNS}.csv")
     assert list(runs["init"]) == ["random", "collapsed"] and set(runs["outcome"]) <= set(cl.OUTCOMES)
-    assert (runs["steps"] == 2).all()
+    assert (runs["steps"] == 2).all() and (runs["plateau"] == "too short").all()  # 2 steps: no curve point
     assert {p.name for p in d.glob("*.png")} == {"fig_collapse_outcome.png", "fig_collapse_theory.png"}
     # the numbers, recomputed independently from the same 128 training images
     x, _ = dataset_spec("mnist-d1").load("train", str(data_root))

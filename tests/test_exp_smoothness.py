@@ -176,6 +176,7 @@ def test_committed_medium_results_are_recounted_from_the_stored_numbers():
     assert s["sm_e8_verdicts"].startswith("12 match · 7 trend holds · 9 differs · 2 at ceiling")
     assert s["sm_n_train"] == "4096" and s["sm_steps"] == "768"
     assert "768 steps per model (0.41 % of the paper's 187,500)" in s["sm_run"] and "one seed" in s["sm_run"]
+    assert s["sm_run"].endswith("; loss curves: no loss curves recorded (models trained before the trainer logged them)")
     status = {c["claim"]: c["status"] for c in EXP.claims(res)}
     assert status["σz² falls with σx²"] == "holds"
     assert status["σx² = 1 collapses the posterior (KL and MI ≈ 0)"] == "not shown at this scale"
@@ -344,6 +345,11 @@ def test_smoke_end_to_end(tmp_path, data_root):
     assert s["sm_n_train"] == "128" and s["sm_x_hi"] == "1" and s["sm_x_lo"] == "0.1"
     assert all(v != "n/a" for k, v in s.items() if k not in ("sm_sz_rho",)), s  # 2 rows: no rank correlation
     assert "128 training images" in s["sm_run"] and "2 steps per model" in s["sm_run"]
+    n = len(m["records"])
+    assert s["sm_run"].endswith(f"; loss curves: 0 of {n} models flat (the last 20 % of logged steps gave < 5 % of "
+                                "the run's loss improvement, or a change within 2 standard errors of the noise); "
+                                f"{n} too short to judge (< 10 logged points)")
+    assert (w1["plateau"] == "too short").all() and (w1["det_plateau"] == "too short").all()
     assert {c["status"] for c in EXP.claims(lab.load_results(d))} == {"not run"}  # smoke: never a result
     # a re-run trains nothing and evaluates nothing (models from the zoo, units from the cache)
     lines = []

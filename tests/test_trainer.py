@@ -24,7 +24,8 @@ class _Crash(Exception):
 @pytest.mark.parametrize("name", ["mle-iso-i", "trainable-diag-d"])
 def test_resume_is_bit_identical(tmp_path, name, monkeypatch):
     data = _tiny_data()
-    cfg = dict(epochs=3, batch_size=32, lr=1e-3, seed=3, device="cpu")  # 6 steps/epoch, 18 steps
+    # 6 steps/epoch, 18 steps; loss-curve points every 5 steps (the checkpoint at step 8 is mid-window)
+    cfg = dict(epochs=3, batch_size=32, lr=1e-3, seed=3, device="cpu", log_every=5)
     torch.manual_seed(0)
     ref = build_model(name, "mnist")
     init = {k: v.clone() for k, v in ref.state_dict().items()}
@@ -54,6 +55,8 @@ def test_resume_is_bit_identical(tmp_path, name, monkeypatch):
     for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
     assert [e["loss"] for e in h_res.epochs] == [e["loss"] for e in h_ref.epochs]
+    assert [e["curve"] for e in h_res.epochs] == [e["curve"] for e in h_ref.epochs]
+    assert [pt["step"] for pt in h_res.curve] == [5, 10, 15]
 
 
 def test_nan_loss_stops_with_diagnostic(tmp_path):
@@ -86,6 +89,8 @@ def test_config_validation_names_the_field():
         TrainConfig(epochs=-1).validate()
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="step").validate()
+    with pytest.raises(ValueError, match="log_every"):
+        TrainConfig(log_every=0).validate()
     from vaebook.data import dataset_spec
 
     cfg = TrainConfig(**dataset_spec("celeba64").train).validate()

@@ -9,7 +9,7 @@ from vaebook.train import TrainConfig, Trainer, fit
 
 torch.set_num_threads(1)
 
-BASE = dict(batch_size=32, lr=1e-3, seed=3, device="cpu")  # 192 images: 6 steps per epoch
+BASE = dict(batch_size=32, lr=1e-3, seed=3, device="cpu", log_every=3)  # 192 images: 6 steps per epoch
 
 
 def _data(n=192, seed=0):
@@ -94,8 +94,9 @@ def test_extending_a_capped_run_trains_the_asked_steps_bit_identically(tmp_path,
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == steps
     for (k, a), b in zip(ref.state_dict().items(), tr.model.state_dict().values()):
         assert torch.equal(a, b), k
-    assert [(e["epoch"], e["step"], e["loss"]) for e in h.epochs] == \
-        [(e["epoch"], e["step"], e["loss"]) for e in h_ref.epochs]
+    assert [(e["epoch"], e["step"], e["loss"], e["curve"]) for e in h.epochs] == \
+        [(e["epoch"], e["step"], e["loss"], e["curve"]) for e in h_ref.epochs]
+    assert [pt["step"] for pt in h.curve] == list(range(3, steps + 1, 3))  # a cut mid-window resumes it
 
 
 def test_rerunning_a_finished_capped_run_keeps_its_history(tmp_path):

@@ -28,7 +28,8 @@ objective without its σx²-only constant, E[‖x − μθ(z)‖²/(2σx²) + KL
 ``margin_achieved`` = j_collapse − neg_elbo (> 0: the run ended below collapse). The outcome
 (:func:`outcome`): ``collapsed`` when KL < :data:`KL_COLLAPSED` nats *and* the reconstructions ignore the input
 (:func:`~vaebook.metrics.recon.constant_output_reason` non-empty, or MSE within :data:`MSE_BAND` of tr(C)),
-else ``escaped``.
+else ``escaped``. ``plateau``: whether the run's training loss curve was flat at its end
+(:func:`vaebook.train.plateau`; the run line counts the flat runs).
 
 **Theory beside it** (computed in ``report``, cheap): for Section 4's linear VAE with the data's covariance C
 (:func:`vaebook.theory.collapse.data_covariance` of the training images used) and d_z = 8,
@@ -40,6 +41,7 @@ Presets: ``smoke`` (a code test: 2 steps on 128 images, lr 1e-3, seed 0, both in
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional
 
@@ -51,6 +53,7 @@ from vaebook.experiments import smoothness as sm
 from vaebook.lab import Experiment, ParameterError, ParamSpec, Unit
 from vaebook.lab.display import fmt
 from vaebook.paper import D_Z_SECTION4, paper_table
+from vaebook.train.curve import plateau, plateau_cell, plateau_line
 
 DATASET, MODEL = sm.DATASET, sm.MODEL
 INITS = ("random", "collapsed")
@@ -104,12 +107,11 @@ class Collapse(Experiment):
                            doc="training seeds (one model each); None = the preset's"),
         "sigma_x2": ParamSpec("float", min=0.0, min_exclusive=True, max=100.0, default=1.0,
                               doc="the fixed decoder variance σx² (Table 1's first row: 1)"),
-        "n_train": ParamSpec("int", min=64, max=60_000, allow_none=True, default=None,
-                             doc="training images; None = the preset's (all)"),
-        "n_eval": ParamSpec("int", min=16, max=60_000, allow_none=True, default=None,
-                            doc="training images the metrics and tr(C) are measured on"),
-        "max_steps": ParamSpec("int", min=1, max=10_000_000, allow_none=True, default=None,
-                               doc="cap on steps per model"),
+        # as Table 1's (the jobs are built by Smoothness._job)
+        "n_train": sm.Smoothness.params["n_train"],
+        "n_eval": dataclasses.replace(sm.Smoothness.params["n_eval"],
+                                      doc="training images the metrics and tr(C) are measured on"),
+        "max_steps": sm.Smoothness.params["max_steps"],
     }
 
     # -- parameters ------------------------------------------------------------------------------
@@ -170,6 +172,7 @@ class Collapse(Experiment):
         rec["outcome"], rec["outcome_reason"] = outcome(rec)
         last = tm.history[-1] if tm.history else {}
         rec["steps"], rec["final_train_loss"] = last.get("step", 0), last.get("loss")
+        rec["plateau"] = plateau(tm.history)
         rec["train_s"] = tm.meta.get("train_wall_s")
         return {"record": rec}
 
@@ -279,12 +282,14 @@ def long_rows(records: list) -> pd.DataFrame:
 
 
 RUN_COLUMNS = ("init", "lr", "seed", "outcome", "kl", "mse", "tr_c", "recon_var", "sigma_z2", "neg_elbo",
-               "j_collapse", "margin_achieved", "steps", "outcome_reason")
+               "j_collapse", "margin_achieved", "steps", "plateau", "outcome_reason")
 
 
 def runs_table(records: list) -> pd.DataFrame:
-    """One row per run (init, lr, seed) with its outcome, in plan order."""
-    return pd.DataFrame([{k: r.get(k) for k in RUN_COLUMNS} for r in records], columns=list(RUN_COLUMNS))
+    """One row per run (init, lr, seed) with its outcome, in plan order; ``plateau``: the verdict of
+    :func:`vaebook.train.plateau` on its training loss curve (``n/a`` without one)."""
+    return pd.DataFrame([{k: plateau_cell(r.get(k)) if k == "plateau" else r.get(k) for k in RUN_COLUMNS}
+                         for r in records], columns=list(RUN_COLUMNS))
 
 
 def theory_grid(sigma_x2: float) -> list:
@@ -359,7 +364,7 @@ def summary(res) -> dict:
     m = res.metrics
     runs = res.tables.get(RUNS)
     theory = res.tables.get(THEORY)
-    out["cl_run"] = run_line(m)
+    out["cl_run"] = f"{res.label}. {run_line(m)}"
     if runs is not None and len(runs):
         out["cl_random"], out["cl_collapsed"] = _count_line(runs, "random"), _count_line(runs, "collapsed")
         out["cl_kl"] = _range_line(runs, "kl")
@@ -381,7 +386,8 @@ def _recon_var_min() -> float:
 
 
 def run_line(m: dict) -> str:
-    """Images, steps per model, learning rates, seeds and σx² of a run, from its metrics."""
+    """Images, steps per model, learning rates, seeds and σx² of a run, and how many models reached a plateau
+    (:func:`vaebook.train.curve.plateau_line`), from its metrics."""
     recs = m.get("records") or []
     steps = [r.get("steps") for r in recs if r.get("steps")]
     n, t = m.get("n_train"), m.get("train_config") or {}
@@ -392,7 +398,7 @@ def run_line(m: dict) -> str:
             f"seeds {', '.join(str(s) for s in m.get('seeds') or [])}" if m.get("seeds") else "seeds n/a",
             f"σx² = {fmt(m.get('sigma_x2'), 'g')}, d_z = {m.get('d_z', 'n/a')}, metrics on "
             f"{fmt(m.get('n_eval'), ',d')} training images"]
-    return ", ".join(bits)
+    return ", ".join(bits) + f"; loss curves: {plateau_line([r.get('plateau') for r in recs if not r.get('failed')])}"
 
 
 # -- figures -----------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ Metrics (``vaebook.metrics``), all on (a subset of) the **training** set as in t
 MSE = E‖x − μθ(μφ(x))‖² summed over pixels; KL (nats); MI = Eq. (D.1) with d_z/2 on evaluation
 batches (it can not exceed ln of the batch size); expected gaps Δ²(s²) for s² ∈ {1e-2, 1e-3} (Eq. 5);
 ELS **divided by d_z** (= E‖∇μθ‖²_F / d_z, Eq. C.7), the normalisation the printed Table 1 / E.8 values
-follow (their gaps satisfy Δ² ≈ 2·d_z·s²·ELS).
+follow (their gaps satisfy Δ² ≈ 2·d_z·s²·ELS). Per model also whether its training loss curve reached a
+plateau (:func:`vaebook.train.plateau`: ``plateau`` / ``det_plateau`` columns; the run line counts them).
 
 Choices where the paper is silent:
 
@@ -47,6 +48,7 @@ from vaebook.lab.compare import compare, pairwise_trend, spearman, verdict, verd
 from vaebook.lab.display import fmt
 from vaebook.lab.paper import long_rows
 from vaebook.paper import D_Z_SECTION4, paper_table
+from vaebook.train.curve import plateau, plateau_cell, plateau_line
 
 DATASET = "mnist-d1"
 MODEL = "section4-vae"
@@ -103,7 +105,7 @@ class Smoothness(Experiment):
         "medium": dict(sigma_x2_log10=list(SIGMA_X2_GRID[::2]), sigma_z2_log10=[1.0, 0.5, 0.0, -0.5, -1.0],
                        n_train=4096, n_eval=2000, n_smooth=250, mi_batch=2000, n_tsne=600, tsne_panels="all",
                        sigma_z2_lr_factor=10.0, lr=1e-3, epochs=12),
-        # sized for ≤ 2 h on 2 CPU cores (≈ 0.12 s per step): all 60,000 images, 2 epochs = 1,876 steps per model
+        # sized for ≤ 2 h on 2 CPU cores (≈ 0.12 s per step): all 60,000 images, 2 epochs = 1,874 steps per model
         # (1 % of the paper's 200 epochs); MI with the paper's 10,000-image batch
         "cpu": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=list(SIGMA_Z2_GRID[::2]), n_train=None,
                     n_eval=10_000, n_smooth=500, mi_batch=10_000, n_tsne=2000, tsne_panels="all",
@@ -236,6 +238,7 @@ class Smoothness(Experiment):
             rec["sigma_x2_mle"] = float(v.running_sigma2)
         last = tm.history[-1] if tm.history else {}
         rec["final_loss"], rec["steps"] = last.get("loss"), last.get("step", 0)
+        rec["plateau"] = plateau(tm.history)
         out = {"record": rec, "panel": info["decodes"] or info["tsne"]}
         if info["decodes"]:
             out["decodes"] = self._perturbed_decodes(model, x_eval, p["figure_s2"], seed)
@@ -444,12 +447,16 @@ def wide_tables(records: list) -> dict:
                       "final_loss", "failed"):
                 if k in r and not (pre and k in ("kl", "sigma_z2")):
                     row[pre + k] = r[k]
+            if "plateau" in r:  # results evaluated before loss curves were logged have no column
+                row[pre + "plateau"] = plateau_cell(r["plateau"])
         out["table1"] = pd.DataFrame(sorted(rows.values(), key=lambda d: -d["log10_sigma_x2"]))
     e8 = [r for r in records if r["table"] == "tableE8"]
     if e8:
         cols = ("mse", "kl", "mi", "gap_1e-2", "gap_1e-3", "els", "els_frobenius", "sigma_x2_mle", "mi_ln_n",
                 "final_loss") + (("failed",) if any(r.get("failed") for r in e8) else ())
-        out["tableE8"] = pd.DataFrame([{"log10_sigma_z2": r["log10"], **{k: r.get(k) for k in cols}}
+        pl = {"plateau": plateau_cell} if any("plateau" in r for r in e8) else {}
+        out["tableE8"] = pd.DataFrame([{"log10_sigma_z2": r["log10"], **{k: r.get(k) for k in cols},
+                                        **{k: f(r.get(k)) for k, f in pl.items()}}
                                        for r in sorted(e8, key=lambda d: -d["log10"])])
     return out
 
@@ -499,18 +506,21 @@ def _model_steps(res) -> Optional[int]:
 
 
 def run_line(res) -> str:
-    """Images, epochs, steps per model (with their share of the paper's) and seeds of a run."""
+    """Images, epochs, steps per model (with their share of the paper's), seeds, and how many models reached
+    a plateau (:func:`vaebook.train.curve.plateau_line`) of a run."""
     if res is None:
         return "n/a"
     m = res.metrics
     t, n, steps = m.get("train_config") or {}, m.get("n_train"), _model_steps(res)
     seed = (res.provenance.get("parameters") or {}).get("seed", t.get("seed"))
+    trained = [r.get("plateau") for r in m.get("records", []) if not r.get("failed")]
     return ", ".join([
         f"{n:,} training images ({_pct(n, PAPER_IMAGES)} of the paper's {PAPER_IMAGES:,})" if n else "images n/a",
         f"{t['epochs']} of the paper's {PAPER_EPOCHS} epochs" if t.get("epochs") else "epochs n/a",
         f"{steps:,} steps per model ({_pct(steps, PAPER_STEPS)} of the paper's {PAPER_STEPS:,.0f})" if steps
         else "steps n/a",
-        f"one seed ({seed}): every number is a single run, with no error bar (the paper states no seeds either)"])
+        f"one seed ({seed}): every number is a single run, with no error bar (the paper states no seeds either)"]) + \
+        f"; loss curves: {plateau_line(trained)}"
 
 
 def _scale(res) -> str:

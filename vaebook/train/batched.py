@@ -33,8 +33,9 @@ What may differ within a batched group: values of parameters/buffers (fixed σx�
 initial weights), the seed and the training images. What must agree (else :func:`train_many`
 trains sequentially): the module structure — parameter/buffer names, shapes, dtypes, module
 types and their non-tensor attributes (Σx shape and mode, ε, β, …) — and the optimisation
-settings (epochs, batch size, max_steps, lr, weight decay, schedule; no plateau schedule,
-validation, early stopping or checkpoints, which are per-run features of :class:`Trainer`).
+settings (epochs, batch size, max_steps, lr, weight decay, schedule, ``log_every``; no plateau
+schedule, validation, early stopping or checkpoints, which are per-run features of :class:`Trainer`).
+Each model gets the loss curve ``fit`` would log (its own ``"curve"`` points in its epoch records).
 Sweeps over ``lr`` therefore form one group per ``lr``.
 
 Results equal K separate ``fit`` runs up to float rounding (grouped vs. plain convolution
@@ -57,7 +58,8 @@ from vaebook.models.base import posterior_noise
 from vaebook.train.trainer import History, NonFiniteLossError, TrainConfig, fit, resolve_device
 
 # Config fields that must be equal inside one batched group (``seed`` may differ).
-_SHARED_CONFIG_FIELDS = ("epochs", "batch_size", "lr", "device", "max_steps", "weight_decay", "lr_schedule")
+_SHARED_CONFIG_FIELDS = ("epochs", "batch_size", "lr", "device", "max_steps", "weight_decay", "lr_schedule",
+                         "log_every")
 # Models per vmapped call on CPU (``chunk_size`` default): larger chunks leave the caches and make
 # oneDNN run grouped convolutions with one input channel per group (measured in benchmarks/).
 CPU_CHUNK = 4
@@ -253,6 +255,7 @@ class BatchedTrainer:
         self.gens = [torch.Generator(device=self.device).manual_seed(c.seed + 1) for c in configs]
         self.nan_every = cfg.nan_check_every or (1 if self.device.type == "cpu" else cfg.log_every)
         self.histories = [History() for _ in models]
+        self.curves_open: list[list] = [[] for _ in models]  # each model's curve points of the open epoch
         self.step = 0
 
     # -- pieces -----------------------------------------------------------------------------------
@@ -380,14 +383,22 @@ class BatchedTrainer:
 
             bar = tqdm(total=self.total_steps, desc=f"{self.k} models", leave=False)
         accum: dict = {}
-        accum_n, epoch, t0, last = 0, 0, time.perf_counter(), None
+        win: dict = {}  # sums of the open loss-curve window (as Trainer's), K values per term
+        accum_n, win_n, epoch, t0, last = 0, 0, 0, time.perf_counter(), None
         while self.step < self.total_steps:
             idx = torch.stack([it.next_batch() for it in self.iters])
             last = self.train_step(idx)
             for name, v in last.terms.items():
                 v = v.detach().float()
                 accum[name] = accum[name] + v if name in accum else v.clone()
+                win[name] = win[name] + v if name in win else v.clone()
             accum_n += 1
+            win_n += 1
+            if self.step % cfg.log_every == 0:  # one host read per window: a K-column table of term means
+                cols = torch.stack(list(win.values())).T.tolist()
+                for pts, sums in zip(self.curves_open, cols):
+                    pts.append({"step": self.step, **{name: v / win_n for name, v in zip(win, sums)}})
+                win, win_n = {}, 0
             if bar is not None:
                 bar.update(1)
             if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
@@ -420,6 +431,7 @@ class BatchedTrainer:
             rec.update({name: float(v[k]) / max(1, n) for name, v in sums.items()})
             if s2 is not None:
                 rec.update({"sigma2_min": s2[0][k], "sigma2_max": s2[1][k]})
+            rec["curve"], self.curves_open[k] = self.curves_open[k], []
             h.epochs.append(rec)
         if self.sched is not None:
             self.sched.step()

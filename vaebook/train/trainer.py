@@ -14,6 +14,11 @@
 * A non-finite loss stops the run with :class:`NonFiniteLossError` naming the step, the loss
   terms and the last good checkpoint.
 * Logging reads device tensors only every ``log_every`` steps (no host sync per step on GPU).
+* The loss curve: every ``log_every`` steps (counted from the first step of the run) the mean of each loss
+  term over those steps becomes a point ``{"step": s, "loss": …, …}``; each epoch record keeps, under
+  ``"curve"``, the points whose window ended in that epoch (windows may straddle epochs; steps after the last
+  full window make no point). Checkpoints carry the open window, so a resumed run's curve equals an
+  uninterrupted one's. :func:`vaebook.train.plateau` judges whether the curve is flat.
 """
 from __future__ import annotations
 
@@ -71,7 +76,7 @@ class TrainConfig:
     progress: bool = False
 
     def validate(self) -> "TrainConfig":
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "log_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
@@ -86,14 +91,20 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-epoch records (loss terms, σ̂x² summary, σz², lr, wall time) — saved as CSV and JSON."""
+    """Per-epoch records (loss terms, σ̂x² summary, σz², lr, wall time, the epoch's loss-curve points under
+    ``"curve"``) — saved as JSON, and as CSV without the curve."""
 
     epochs: list = field(default_factory=list)
+
+    @property
+    def curve(self) -> list:
+        """The loss curve of the whole run: every epoch's ``"curve"`` points, in step order."""
+        return [pt for rec in self.epochs for pt in rec.get("curve", ())]
 
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame(self.epochs)
+        return pd.DataFrame([{k: v for k, v in rec.items() if k != "curve"} for rec in self.epochs])
 
     def save(self, directory: str | os.PathLike) -> None:
         d = Path(directory)
@@ -113,6 +124,12 @@ def tensor_digest(t: torch.Tensor) -> str:
         for i in range(0, raw.numel(), piece):
             h.update(raw[i:i + piece].cpu().numpy())
     return f"blake2b:{h.hexdigest()} shape {tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+
+
+def curve_point(step: int, sums: dict, n: int) -> dict:
+    """``{"step": step, term: sum / n, …}`` from device sums of the loss terms: one host read for all terms."""
+    vals = torch.stack([v.reshape(()) for v in sums.values()]).tolist() if sums else []
+    return {"step": step, **{k: v / max(1, n) for k, v in zip(sums, vals)}}
 
 
 def _to_float_batch(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -151,6 +168,9 @@ class Trainer:
         self.epoch = 0
         self.accum: dict = {}
         self.accum_n = 0
+        self.win: dict = {}  # loss sums of the open loss-curve window (on the device)
+        self.win_n = 0
+        self.curve_open: list = []  # curve points of the open epoch
         self.epoch_t0 = time.perf_counter()
         self.history = History()
         self.best_val = math.inf
@@ -186,6 +206,9 @@ class Trainer:
             "epoch": self.epoch,
             "accum": {k: v.detach().clone() for k, v in self.accum.items()},
             "accum_n": self.accum_n,
+            "win": {k: v.detach().clone() for k, v in self.win.items()},
+            "win_n": self.win_n,
+            "curve_open": json.dumps(self.curve_open),
             "history": json.dumps(self.history.epochs),
             "best_val": self.best_val,
             "bad_epochs": self.bad_epochs,
@@ -217,6 +240,9 @@ class Trainer:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.accum = {k: v.to(self.device) for k, v in state["accum"].items()}
         self.accum_n = int(state["accum_n"])
+        self.win = {k: v.to(self.device) for k, v in state.get("win", {}).items()}
+        self.win_n = int(state.get("win_n", 0))
+        self.curve_open = json.loads(state.get("curve_open", "[]"))
         self.history.epochs = json.loads(state["history"])
         self.best_val, self.bad_epochs = float(state["best_val"]), int(state["bad_epochs"])
         self.partial_open = bool(state.get("partial_open", False))
@@ -262,8 +288,13 @@ class Trainer:
         for k, v in out.terms.items():
             v = v.detach().float()
             self.accum[k] = self.accum[k] + v if k in self.accum else v.clone()
+            self.win[k] = self.win[k] + v if k in self.win else v.clone()
         self.accum_n += 1
+        self.win_n += 1
         self.step += 1
+        if self.step % self.cfg.log_every == 0:
+            self.curve_open.append(curve_point(self.step, self.win, self.win_n))
+            self.win, self.win_n = {}, 0
         return out
 
     @torch.no_grad()
@@ -292,6 +323,7 @@ class Trainer:
             rec.update({"sigma2_min": float(s2.min()), "sigma2_max": float(s2.max())})
         if self.val_images is not None:
             rec.update({f"val_{k}": v for k, v in self.evaluate(self.val_images).items()})
+        rec["curve"] = list(self.curve_open)
         return rec
 
     def _record_partial_epoch(self, last_out) -> None:
@@ -323,7 +355,7 @@ class Trainer:
         if self.on_epoch_end is not None:
             self.on_epoch_end(rec)
         self.epoch += 1
-        self.accum, self.accum_n = {}, 0
+        self.accum, self.accum_n, self.curve_open = {}, 0, []
         self.epoch_t0 = time.perf_counter()
         return stop
 
