@@ -212,8 +212,12 @@ def test_evaluate_reports_a_model_that_did_not_train():
     ({"n_train": 10}, r"'n_train'.*>= 64"),
     ({"n_train": 10**6}, r"'n_train'.*<= 60000"),
     ({"models": []}, r"'models' is an empty list"),
-    ({"preset": "large"}, r"'preset'.*'smoke', 'medium', 'full'"),
+    ({"preset": "large"}, r"'preset'.*'smoke', 'medium', 'cpu', 'full'"),
     ({"epochs": -3}, r"'epochs'.*>= 1"),
+    ({"diag_d_seeds": 0}, r"'diag_d_seeds'.*>= 1.*Diag-D models per pattern"),
+    ({"diag_d_seeds": 2.5}, r"'diag_d_seeds'.*an integer"),
+    ({"n_estimate": 10}, r"'n_estimate'.*>= 100"),
+    ({"diag_d_seeds": 3, "seed": 2**31 - 2}, r"'diag_d_seeds' = 3 with seed 2147483646"),
 ])
 def test_bad_parameters_name_the_parameter(bad, match):
     with pytest.raises(lab.ParameterError, match=match):
@@ -242,6 +246,141 @@ def test_presets_and_training_settings():
     smoke = EXP.resolve({"preset": "smoke", "epochs": 2, "patterns": ["uniform"]})
     assert smoke["patterns"] == ["uniform"] and EXP.train(smoke, nv.DATASET)["epochs"] == 2
     assert EXP.train(smoke, nv.DATASET)["max_steps"] == 2
+
+
+def test_cpu_preset_validates_and_fits_its_budget():
+    """The cpu preset: every pattern × s_x² × shape on all 60,000 images at 600 steps, Diag-D at 3 seeds: 49 models,
+    ≤ 2.3 h at the 0.225 s per step measured (135 s per 600-step model) plus ≤ 20 s of estimates per model."""
+    p = EXP.resolve({"preset": "cpu"})
+    assert p["patterns"] == list(nv.PATTERNS) and p["s_x2"] == [0.01, 0.1] and p["n_train"] is None
+    assert p["clean_reference"] is True and p["diag_d_seeds"] == 3 and p["n_estimate"] == 10_000
+    assert EXP.train(p, nv.DATASET) == {"epochs": 1, "max_steps": 600, "lr": 1e-3, "batch_size": 64}
+    units = EXP.plan(lab.Context(EXP, p))
+    assert len(units) == 4 * 2 * (3 + 3) + 1 == 49
+    steps = min(60_000 // 64, 600)
+    assert len(units) * (steps * 0.225 + 20) / 3600 <= 2.3
+    # the clean reference is the Section-6 cpu Iso-I (same zoo key: model, data, train settings, seed)
+    from vaebook.experiments import _scale6
+
+    clean = next(u for u in units if u.id == nv.CLEAN_UNIT).jobs[0]
+    g = _scale6.job("mle-iso-i", "mnist", {"preset": "cpu", "seed": 0, "epochs": None, "n_train": None})
+    assert (clean.train_dict, clean.seed, dict(clean.variant), clean.builder_kwargs()) == (
+        g.train_dict, g.seed, dict(g.variant), g.builder_kwargs())
+
+
+def test_extra_diag_d_seeds_keep_the_first_seeds_units_and_share_the_noise():
+    one = EXP.plan(lab.Context(EXP, EXP.resolve({"preset": "medium"})))
+    three = EXP.plan(lab.Context(EXP, EXP.resolve({"preset": "medium", "diag_d_seeds": 3})))
+    assert len(one) == 33 and len(three) == 33 + 4 * 2 * 2 and len({u.id for u in three}) == len(three)
+    by_id = {u.id: u for u in three}
+    for u in one:  # seed 0: the same unit ids, jobs (zoo keys) and tags as a single-seed run
+        assert by_id[u.id].jobs == u.jobs
+    assert by_id["spatial_s2-0.1_diag-d"].jobs[0] == lab.Job.make(  # as planned before seeds existed
+        "mle-diag-d", "noisy-mnist", {"epochs": 3, "lr": 1e-3, "batch_size": 64}, 0,
+        model_kwargs={"warmup_steps": 200}, variant={"pattern": "spatial", "s2": 0.1, "seed": 0, "n_train": 3200},
+        tag="mle-diag-d on noisy MNIST (spatial, s_x2=0.1)")
+    assert {u.id for u in one} == {u.id for u in three if u.meta.get("seed", 0) == 0}
+    extra = [u for u in three if u.id not in {v.id for v in one}]
+    assert {u.meta["shape"] for u in extra} == {"diag-d"} and {u.meta["seed"] for u in extra} == {1, 2}
+    base = by_id[nv.unit_id("noisy", "spatial", 0.1, "diag-d")].jobs[0]
+    for k in (1, 2):
+        u = by_id[f"spatial_s2-0.1_diag-d_seed{k}"]
+        j = u.jobs[0]
+        assert j.seed == k and j.variant == base.variant  # a new model seed on the same noisy images
+        assert dict(j.variant)["seed"] == 0 and j.train == base.train and j.model == base.model
+    # a run at seed 5: model seeds 5, 6, 7; the noise from 5
+    five = EXP.plan(lab.Context(EXP, EXP.resolve({"preset": "medium", "diag_d_seeds": 3, "seed": 5})))
+    dd = [u for u in five if u.meta["shape"] == "diag-d" and u.meta["pattern"] == "uniform" and u.meta["s_x2"] == 0.1]
+    assert [(u.id, u.jobs[0].seed, dict(u.jobs[0].variant)["seed"]) for u in dd] == [
+        ("uniform_s2-0.1_diag-d", 5, 5), ("uniform_s2-0.1_diag-d_seed6", 6, 5), ("uniform_s2-0.1_diag-d_seed7", 7, 5)]
+
+
+def _seeded(seed_values: dict, failed=()) -> dict:
+    """Diag-D under the spatial pattern, s_x² = 0.1, at several seeds ``{seed: {partition: value}}``."""
+    out = {}
+    for k, parts in seed_values.items():
+        r = _unit("spatial", 0.1, "diag-d", parts, failed="did not train: the loss became non-finite"
+                  if k in failed else "")
+        if k in failed:
+            r["estimates"] = {**parts, "counts": COUNTS}  # a model that did not train still has its values
+        out[nv.unit_id("noisy", "spatial", 0.1, "diag-d", k or None)] = {**r, "seed": k}
+    return out
+
+
+def test_seed_cells_are_the_mean_and_sd_of_the_trained_seeds():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    vals = {k: {p: float(v) for p, v in zip(nv.PARTITIONS, rng.uniform(0.005, 0.15, 4))} for k in range(4)}
+    t = nv.table3(_seeded(vals, failed=(2,)), None)
+    cell = t.set_index(["row", "metric"])
+    key = nv.row_key("spatial", 0.1)
+    assert set(nv.SEED_COLUMNS) <= set(t.columns)
+    for part in nv.PARTITIONS:
+        x = np.array([vals[k][part] for k in (0, 1, 3)])  # seed 2 did not train: left out
+        c = cell.loc[(key, f"diagD_{part}")]
+        assert c["ours"] == pytest.approx(x.mean(), rel=1e-12)
+        assert c["ours_sd"] == pytest.approx(x.std(ddof=1), rel=1e-12)
+        assert (c["ours_min"], c["ours_max"]) == (pytest.approx(x.min()), pytest.approx(x.max()))
+        assert (c["n_seeds"], c["n_trained"]) == (4, 3)
+        assert c["verdict"] != "did not train"
+        assert "3 of 4 seeds that trained (0, 1, 3)" in c["reason"] and "seed 2 left out" in c["reason"]
+        # the verdict is the mean's
+        ref = nv.table3({"dd": _unit("spatial", 0.1, "diag-d", {q: float(np.mean([vals[k][q] for k in (0, 1, 3)]))
+                                                                 for q in nv.PARTITIONS})}, None)
+        assert c["verdict"] == ref.set_index(["row", "metric"]).loc[(key, f"diagD_{part}"), "verdict"]
+    assert nv.cell_text(cell.loc[(key, "diagD_SU")]).endswith("(3 of 4 seeds trained)")
+    assert " ± " in nv.cell_text(cell.loc[(key, "diagD_SU")])
+    wide = nv.wide_table(t)
+    assert wide["diagD_SU s.d."].iloc[0] == pytest.approx(cell.loc[(key, "diagD_SU"), "ours_sd"])
+    assert "(3 of 4 seeds trained)" in nv.wide_display(t)["diagD_SU"].iloc[0]
+    shown = nv.display_table3(t)
+    assert len(shown) == len(t) and not set(nv.SEED_COLUMNS) & set(shown.columns)
+    import matplotlib.pyplot as plt
+
+    clean = {p: 0.01 for p in nv.PARTITIONS}
+    for fig in (nv.figure_estimates(t), nv.figure_vs_reference(nv.table3(_seeded(vals, failed=(2,)),
+                                                                          {**clean, "counts": COUNTS}))):
+        assert len(fig.axes[0].collections) >= 2  # the points and the seeds' min–max bars
+        plt.close(fig)
+
+
+def test_a_cell_none_of_whose_seeds_trained_did_not_train():
+    vals = {k: {p: 0.05 + 0.01 * k for p in nv.PARTITIONS} for k in range(3)}
+    t = nv.table3(_seeded(vals, failed=(0, 1, 2)), None)
+    mine = t[t["ours"].notna()]
+    assert len(mine) == 4 and set(mine["verdict"]) == {"did not train"}
+    assert (mine["reason"] == "did not train: the loss became non-finite (0 of 3 seeds trained: 0, 1, 2)").all()
+    assert nv.cell_text(mine.iloc[0]) == "0.06 ± 0.01 (did not train)"  # shown: all seeds, unscored
+    assert mine["ours"].tolist() == pytest.approx([0.06] * 4)  # shown (the mean), not scored
+    # one seed: no seed columns, the cell as before
+    single = nv.table3(_seeded({0: vals[0]}), None)
+    assert not set(nv.SEED_COLUMNS) & set(single.columns) and list(single.columns) == TABLE3_COLUMNS
+
+
+def test_seed_records_round_trip_and_the_page_says_how_many_seeds():
+    vals = {k: {p: 0.1 + 0.001 * k for p in nv.PARTITIONS} for k in range(3)}
+    results = {**_seeded(vals, failed=(1,)), "ii": _unit("spatial", 0.1, "iso-i", {p: 0.06 for p in nv.PARTITIONS})}
+    results[nv.unit_id("noisy", "spatial", 0.1, "iso-i")] = {**results.pop("ii"), "seed": 0}
+    recs = nv.records(results)
+    back = nv.results_from_records(recs)
+    assert set(back) == set(results) == {"spatial_s2-0.1_diag-d", "spatial_s2-0.1_diag-d_seed1",
+                                         "spatial_s2-0.1_diag-d_seed2", "spatial_s2-0.1_iso-i"}
+    t = nv.table3_from_records(recs)
+    assert (t.dropna(subset=["ours"])["n_seeds"].tolist()) == [1, 3, 3, 3, 3]
+    metrics = {"n_train": 60_000, "train_config": {"epochs": 1, "batch_size": 64, "max_steps": 600},
+               "seeds": {"iso-i": [0], "diag-d": [0, 1, 2]}, "did_not_train": {"spatial_s2-0.1_diag-d_seed1": "did "
+                                                                               "not train: the loss became non-finite"},
+               "clean_estimate_all": 0.0112}
+    res = _Res({"table3": t}, metrics)
+    s = EXP.summary(res)
+    assert "Diag-D 3 seeds (0, 1, 2); Iso-I 1 seed (0)" in s["nv_run"] and "one seed" not in s["nv_run"]
+    assert "600 steps per model" in s["nv_run"] and "1 epoch," in s["nv_run"]
+    assert s["nv_dnt"].startswith("1 of 4 models did not train: Diag-D in 1 of its runs (the loss became non-finite)")
+    assert "1 (pattern, s_x², shape) runs with several seeds read the mean" in s["nv_dnt"]
+    assert s["nv_clean_ratio"] == "1.6× the paper's 0.007"
+    assert "(means over the 2 of 3 seeds that trained)" in s["nv_diagd_finding"]
+    assert all(c["scale"].endswith("3 seeds for Diag-D, 1 for the other shapes") for c in EXP.claims(res))
 
 
 def test_plan_one_unit_per_model():

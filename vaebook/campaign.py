@@ -340,7 +340,7 @@ def _cost_smoothness(e: Estimator, exp, u, ctx) -> list:
 
 def _cost_noise_variance(e: Estimator, exp, u, ctx) -> list:
     job = u.jobs[0]
-    n = len(ctx.job_data(job))
+    n = min(len(ctx.job_data(job)), ctx.p.get("n_estimate") or len(ctx.job_data(job)))
     return [Component(exp.name, "eval", "partition estimates, reconstruction variance", (n + 1000) * _recon(e, job))]
 
 
