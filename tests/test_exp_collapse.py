@@ -216,6 +216,30 @@ def test_summary_strings_come_from_the_numbers():
     assert EXP.summary(_fake(kl=(0.01, 7.0, 0.002)))["cl_kl"] != s["cl_kl"]
 
 
+def _runs(outcomes, margins):
+    inits = ["random"] * 3 + ["collapsed"] * 3
+    return pd.DataFrame({"init": inits[:len(outcomes)], "outcome": list(outcomes), "margin_achieved": list(margins)})
+
+
+def test_answer_reads_the_outcomes_and_the_margins():
+    esc, col = "escaped", "collapsed"
+    # the start decides: random runs escape below collapse, collapsed starts stay
+    a = cl.answer(_runs([esc] * 3 + [col] * 3, [3.0, 5.0, 4.0, 0.0, 0.01, 0.02]), 1.0)
+    assert a.startswith("0 of 3 trained runs from the random start ended collapsed; 3 of 3 trained runs from the "
+                        "collapsed start ended collapsed. The start decides the outcome")
+    assert a.endswith("3 of 3 escaped runs ended below the collapsed solution's objective (by 3 to 5 nats per "
+                      "image), so collapse is not the optimum of this network's objective at σx² = 1.")
+    # an escaped run above collapse: no claim about the optimum
+    b = cl.answer(_runs([esc] * 3 + [col] * 3, [3.0, -1.0, 4.0, 0.0, 0.0, 0.0]), 1.0)
+    assert "2 of 3 escaped runs" in b and "not the optimum" not in b
+    assert "No run ended collapsed" in cl.answer(_runs([esc] * 6, [1.0] * 6), 1.0)
+    assert "Every run ended collapsed" in cl.answer(_runs([col] * 6, [0.0] * 6), 1.0)
+    mixed = cl.answer(_runs([col, esc, esc, col, esc, col], [0.0, 2.0, 2.0, 0.0, 2.0, 0.0]), 1.0)
+    assert "varies with the learning rate and the seed" in mixed and "1 of 3 trained runs from the random" in mixed
+    dnt = _runs(["did not train"] * 6, [None] * 6)
+    assert cl.answer(dnt, 1.0) == "no run trained, so there is no answer"
+
+
 def test_notebook_glue_keys_are_all_glued():
     nb = nbformat.read(REPO / "notebooks" / "collapse.ipynb", as_version=4)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")

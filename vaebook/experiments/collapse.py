@@ -306,7 +306,8 @@ def theory_table(C: torch.Tensor, d_z: int, log10s) -> pd.DataFrame:
 
 
 # -- what the page's prose quotes ----------------------------------------------------------------------------
-SUMMARY_KEYS = ("cl_label", "cl_run", "cl_random", "cl_collapsed", "cl_kl", "cl_achieved", "cl_trc", "cl_margin_hi",
+SUMMARY_KEYS = ("cl_label", "cl_run", "cl_answer", "cl_random", "cl_collapsed", "cl_kl", "cl_achieved", "cl_trc",
+                "cl_margin_hi",
                 "cl_margin_lo", "cl_lam_max")
 
 
@@ -332,6 +333,37 @@ def _range_line(runs: pd.DataFrame, col: str, spec: str = ".3g") -> str:
         if len(v):
             parts.append(f"{init} start {fmt(v.min(), spec)}" + (f" to {fmt(v.max(), spec)}" if len(v) > 1 else ""))
     return "; ".join(parts) if parts else "n/a"
+
+
+def answer(runs: pd.DataFrame, sigma_x2: float) -> str:
+    """The page's answer, read from the runs table only: how often each start ended collapsed, what that says
+    about the start deciding the outcome, and whether the runs that escaped ended below the collapsed
+    solution's objective (``margin_achieved`` > 0), i.e. whether collapse is this network's optimum."""
+    trained = runs[runs["outcome"] != "did not train"]
+    if not len(trained):
+        return "no run trained, so there is no answer"
+    n = {i: int((trained["init"] == i).sum()) for i in INITS}
+    c = {i: int(((trained["init"] == i) & (trained["outcome"] == "collapsed")).sum()) for i in INITS}
+    said = [f"{c[i]} of {n[i]} trained runs from the {i} start ended collapsed" for i in INITS if n[i]]
+    s = "; ".join(said) + ". "
+    if n["random"] and n["collapsed"] and c["random"] == 0 and c["collapsed"] == n["collapsed"]:
+        s += ("The start decides the outcome: training does not go to collapse, and does not leave it once there, "
+              "so at this scale collapse is a point the optimiser stays at, not one it is drawn to. ")
+    elif c["random"] + c["collapsed"] == 0:
+        s += "No run ended collapsed, not even from the collapsed start: training leaves it. "
+    elif c["random"] == n["random"] and c["collapsed"] == n["collapsed"]:
+        s += "Every run ended collapsed, as the paper's row reports. "
+    else:
+        s += "The outcome varies with the learning rate and the seed (table below), not with the start alone. "
+    esc = pd.to_numeric(trained.loc[trained["outcome"] == "escaped", "margin_achieved"], errors="coerce").dropna()
+    if len(esc):
+        below = int((esc > 0).sum())
+        s += (f"{below} of {len(esc)} escaped runs ended below the collapsed solution's objective "
+              f"(by {fmt(esc.min(), '.3g')} to {fmt(esc.max(), '.3g')} nats per image)")
+        s += (f", so collapse is not the optimum of this network's objective at σx² = {sigma_x2:g}"
+              if below == len(esc) else "")
+        s += "."
+    return s.strip()
 
 
 def _margin_line(theory: Optional[pd.DataFrame], log10: float) -> str:
@@ -367,6 +399,7 @@ def summary(res) -> dict:
     out["cl_run"] = f"{res.label}. {run_line(m)}"
     if runs is not None and len(runs):
         out["cl_random"], out["cl_collapsed"] = _count_line(runs, "random"), _count_line(runs, "collapsed")
+        out["cl_answer"] = answer(runs, float(m.get("sigma_x2", 1.0)))
         out["cl_kl"] = _range_line(runs, "kl")
         out["cl_achieved"] = _range_line(runs, "margin_achieved")
         trc = pd.to_numeric(runs["tr_c"], errors="coerce").dropna()
