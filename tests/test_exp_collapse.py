@@ -240,6 +240,18 @@ def test_answer_reads_the_outcomes_and_the_margins():
     assert cl.answer(dnt, 1.0) == "no run trained, so there is no answer"
 
 
+def test_table1_row_is_the_random_start_at_the_papers_lr_over_seeds():
+    runs = pd.DataFrame({"init": ["random"] * 4 + ["collapsed"], "lr": [1e-3, 1e-3, 1e-3, 1e-4, 1e-3],
+                         "outcome": ["escaped", "escaped", "did not train", "collapsed", "collapsed"],
+                         "mse": [20.0, 24.0, None, 52.0, 52.7], "kl": [10.0, 12.0, None, 0.0, 0.0]})
+    line = cl.table1_row_line(runs, "52.74", "0.0")
+    # mean ± s.d. (ddof 1) of 20, 24 and of 10, 12: only the two trained runs at lr 1e-3 from the random start
+    assert line == ("MSE 22 ± 2.8, KL 11 ± 1.4 nats (mean ± s.d. over 2 seeds, 1 did not train; the paper: MSE 52.74, "
+                    "KL 0.0); 0 of 2 collapsed")
+    assert cl.table1_row_line(runs[runs["lr"] != 1e-3], "52.74", "0.0").startswith("not run")
+    assert cl.table1_row_line(runs, "52.74", "0.0", sigma_x2=0.5).startswith("not in this run")
+
+
 def test_notebook_glue_keys_are_all_glued():
     nb = nbformat.read(REPO / "notebooks" / "collapse.ipynb", as_version=4)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")

@@ -306,7 +306,7 @@ def theory_table(C: torch.Tensor, d_z: int, log10s) -> pd.DataFrame:
 
 
 # -- what the page's prose quotes ----------------------------------------------------------------------------
-SUMMARY_KEYS = ("cl_label", "cl_run", "cl_answer", "cl_random", "cl_collapsed", "cl_kl", "cl_achieved", "cl_trc",
+SUMMARY_KEYS = ("cl_label", "cl_run", "cl_answer", "cl_table1", "cl_random", "cl_collapsed", "cl_kl", "cl_achieved", "cl_trc",
                 "cl_margin_hi",
                 "cl_margin_lo", "cl_lam_max")
 
@@ -366,6 +366,30 @@ def answer(runs: pd.DataFrame, sigma_x2: float) -> str:
     return s.strip()
 
 
+#: the learning rate of the paper's recipe (App. D.1) and of Table 1's runs
+TABLE1_LR = 1e-3
+
+
+def table1_row_line(runs: pd.DataFrame, paper_mse: str, paper_kl: str, sigma_x2: float = 1.0) -> str:
+    """Table 1's σx² = 1 row at this scale over seeds: the random-start runs at :data:`TABLE1_LR` (Table 1's own
+    jobs), MSE and KL as mean ± s.d. over the seeds that trained, beside the paper's, and how many collapsed."""
+    if float(sigma_x2) != 1.0:
+        return f"not in this run (its σx² is {float(sigma_x2):g}; Table 1's first row is σx² = 1)"
+    r = runs[(runs["init"] == "random") & ((runs["lr"].astype(float) - TABLE1_LR).abs() < 1e-12)]
+    ok = r[r["outcome"] != "did not train"]
+    if not len(ok):
+        return f"not run (no trained random-start run at lr {TABLE1_LR:g})"
+
+    def ms(col):
+        v = pd.to_numeric(ok[col], errors="coerce").dropna()
+        return fmt(v.mean(), ".3g") + (f" ± {fmt(v.std(ddof=1), '.2g')}" if len(v) > 1 else "")
+
+    seeds = f"mean ± s.d. over {len(ok)} seeds" if len(ok) > 1 else "one seed"
+    bad = f", {len(r) - len(ok)} did not train" if len(r) > len(ok) else ""
+    return (f"MSE {ms('mse')}, KL {ms('kl')} nats ({seeds}{bad}; the paper: MSE {paper_mse}, KL {paper_kl}); "
+            f"{int((ok['outcome'] == 'collapsed').sum())} of {len(ok)} collapsed")
+
+
 def _margin_line(theory: Optional[pd.DataFrame], log10: float) -> str:
     if theory is None or "log10_sigma_x2" not in theory:
         return "n/a"
@@ -400,6 +424,7 @@ def summary(res) -> dict:
     if runs is not None and len(runs):
         out["cl_random"], out["cl_collapsed"] = _count_line(runs, "random"), _count_line(runs, "collapsed")
         out["cl_answer"] = answer(runs, float(m.get("sigma_x2", 1.0)))
+        out["cl_table1"] = table1_row_line(runs, out["cl_p_mse"], out["cl_p_kl"], float(m.get("sigma_x2", 1.0)))
         out["cl_kl"] = _range_line(runs, "kl")
         out["cl_achieved"] = _range_line(runs, "margin_achieved")
         trc = pd.to_numeric(runs["tr_c"], errors="coerce").dropna()
