@@ -105,8 +105,11 @@ class Smoothness(Experiment):
         "medium": dict(sigma_x2_log10=list(SIGMA_X2_GRID[::2]), sigma_z2_log10=[1.0, 0.5, 0.0, -0.5, -1.0],
                        n_train=4096, n_eval=2000, n_smooth=250, mi_batch=2000, n_tsne=600, tsne_panels="all",
                        sigma_z2_lr_factor=10.0, lr=1e-3, epochs=12),
-        # sized for ≤ 2 h on 2 CPU cores (≈ 0.12 s per step): all 60,000 images, 2 epochs = 1,874 steps per model
-        # (1 % of the paper's 200 epochs); MI with the paper's 10,000-image batch
+        # all 60,000 images, 2 epochs = 1,874 steps per model (1 % of the paper's 200 epochs); MI with the paper's
+        # 10,000-image batch. 33 models at ≈ 0.19 s per step (measured on 2 CPU cores, 2026-11-29: the collapse
+        # page's cpu run, same net) ≈ 3.3 h of training: too long for one sitting, so run it in two, each resumable
+        # (book/how_to_rerun.md): `-p tables='["table1"]'` (22 models, ≈ 2.2 h), then the whole preset, which
+        # reuses those models from the zoo and trains Table E.8's 11 (≈ 1.1 h)
         "cpu": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=list(SIGMA_Z2_GRID[::2]), n_train=None,
                     n_eval=10_000, n_smooth=500, mi_batch=10_000, n_tsne=2000, tsne_panels="all",
                     sigma_z2_lr_factor=10.0, lr=1e-3, epochs=2),
