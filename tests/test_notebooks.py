@@ -51,6 +51,17 @@ def test_parameters_cell_declares_exactly_the_experiment_parameters(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_cell_has_a_unique_id(name):
+    """nbformat 4.5 cells carry ids (a cell added by hand without one makes nbformat warn, and will fail later)."""
+    import json
+
+    raw = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+    ids = [c.get("id") for c in raw["cells"]]
+    assert None not in ids, f"{name}.ipynb: cells {[i for i, v in enumerate(ids) if v is None]} have no id"
+    assert len(set(ids)) == len(ids), f"{name}.ipynb: duplicate cell ids"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_page_opens_its_experiment(name):
     code = [c for c in _nb(name).cells if c.cell_type == "code"]
     assert f'open_page("{name}", globals())' in code[1].source
