@@ -187,8 +187,9 @@ def test_committed_medium_results_are_recounted_from_the_stored_numbers():
 class _Res:
     """A stand-in for loaded results: tables, metrics, provenance."""
 
-    def __init__(self, tables, metrics, smoke=False):
+    def __init__(self, tables, metrics, smoke=False, path=Path("no-results") / "cpu" / "smoothness"):
         self.tables, self.metrics, self.is_smoke = tables, metrics, smoke
+        self.path, self.preset = path, path.parent.name
         self.provenance = {"parameters": {"seed": 0}}
         self.label = "constructed"
 
@@ -226,6 +227,42 @@ def test_claims_from_a_constructed_result():
     assert st["σx² = 1 collapses the posterior (KL and MI ≈ 0)"] == "not run"
     assert st["a larger σz² makes the decoder smoother"] == "not run"
     assert {c["status"] for c in EXP.claims(_Res(res.tables, res.metrics, smoke=True))} == {"not run"}
+
+
+def test_a_table1_only_run_leaves_table_e8_to_a_smaller_preset(tmp_path):
+    """A cpu run of Table 1 alone: the Table-1 claims come from it, Table E.8's from the medium run beside it
+    (with medium's scale), and a smoke run is never used for a non-smoke one."""
+    def write(preset, tables, n_train, steps):
+        d = tmp_path / preset / "smoothness"
+        d.mkdir(parents=True)
+        for name, df in tables.items():
+            df.to_csv(d / f"{name}.csv", index=False)
+        (d / "metrics.json").write_text(json.dumps({"n_train": n_train, "mi_cap_ln_batch": math.log(2000),
+                                                    "records": [{"steps": steps}]}))
+        (d / "provenance.json").write_text(json.dumps({"preset": preset, "parameters": {"seed": 0}}))
+
+    t1 = pd.DataFrame({"log10_sigma_x2": [0.0, -0.5, -1.0], "kl": [0.1, 10.0, 20.0], "mi": [0.02, 5.0, 6.0],
+                       "sigma_z2": [0.98, 0.05, 0.01]})
+    e8 = pd.DataFrame({"log10_sigma_z2": [1.0, 0.0, -1.0], "kl": [30.0, 90.0, 60.0], "mi": [0.01, 5.0, 6.0],
+                       "els": [1e-4, 0.4, 1.4], "gap_1e-2": [1e-5, 0.07, 0.2], "gap_1e-3": [1e-6, 0.007, 0.02]})
+    verdicts = pd.DataFrame({"verdict": ["match"], "reason": [""]})
+    write("smoke", {"tableE8": verdicts, "ours_tableE8": e8}, 128, 2)
+    write("cpu", {"table1": verdicts, "ours_table1": t1}, 60_000, 1874)
+    res = EXP.find(tmp_path)
+    assert res.preset == "cpu" and sm.table_results(res, "tableE8") is None  # smoke only: not shown
+    assert EXP.summary(res)["sm_e8_run"] == "not run: no results hold Table E.8"
+    write("medium", {"tableE8": verdicts, "ours_tableE8": e8}, 4096, 768)
+    assert EXP.find(tmp_path, table="tableE8").preset == "medium"
+    assert EXP.find(tmp_path, below="medium").preset == "smoke"
+    res8 = sm.table_results(res, "tableE8")
+    assert res8.preset == "medium" and sm.table_results(res, "table1") is res
+    st = {c["claim"]: c for c in EXP.claims(res)}
+    assert st["σz² falls with σx²"]["status"] == "holds" and "1,874 of 187,500" in st["σz² falls with σx²"]["scale"]
+    e8c = st["a larger σz² makes the decoder smoother"]
+    assert e8c["status"] == "holds" and "768 of 187,500" in e8c["scale"] and "4,096 of 60,000" in e8c["scale"]
+    s = EXP.summary(res)
+    assert s["sm_e8_run"].startswith("this preset's run did not include Table E.8") and "4,096" in s["sm_e8_run"]
+    assert s["sm_e8_mse_hi"] == "n/a" and s["sm_e8_kl_hi"] == sm.fmt(30.0) and s["sm_x_hi"] == "1"
 
 
 # --- the σz² learning rate: a model builder argument ----------------------------------------------------

@@ -600,10 +600,20 @@ def _direction_claim(series_by_col: dict, sign: int, sym: str, ceiling: Optional
     return status, "; ".join(parts)
 
 
+def table_results(res, table: str):
+    """The results a page section shows for ``table``: ``res`` when it holds the table, else the largest
+    smaller-preset results beside it that do (a run of Table 1 alone leaves Table E.8 to them), never smoke
+    numbers for a non-smoke run; None when there are none. Each section states its own run's scale."""
+    if res is None or table in res.tables or f"ours_{table}" in res.tables:
+        return res
+    other = EXPERIMENT.find(res.path.parent.parent, table=table, below=res.preset)
+    return None if other is None or (other.is_smoke and not res.is_smoke) else other
+
+
 def claims(res) -> list:
     """The claims of Section 4.2 (Table 1) and Appendix E (Table E.8), each ``{claim, section, status,
-    evidence, scale}`` computed from ``res``'s wide tables (None → ``not run``; smoke → ``not run``: smoke
-    numbers are not results).
+    evidence, scale}`` computed from ``res``'s wide tables, Appendix E's from :func:`table_results` (None →
+    ``not run``; smoke → ``not run``: smoke numbers are not results).
 
     Direction claims count consecutive steps of our sweep (the variance falling) that move the paper's way:
     all → ``holds``, at least :data:`PARTLY_MIN` → ``partly``, fewer → ``not shown at this scale``; MI steps
@@ -615,13 +625,18 @@ def claims(res) -> list:
            for cid, c, sec in CLAIMS}
     if res is None:
         return list(out.values())
-    t1, e8 = res.tables.get("ours_table1"), res.tables.get("ours_tableE8")
+    res8 = table_results(res, "tableE8")
+    t1 = res.tables.get("ours_table1")
+    e8 = res8.tables.get("ours_tableE8") if res8 is not None else None
     cap = res.metrics.get("mi_cap_ln_batch")
-    scale = _scale(res)
+    cap8 = res8.metrics.get("mi_cap_ln_batch") if res8 is not None else None
     x, z = "log10_sigma_x2", "log10_sigma_z2"
 
     def put(cid, status, evidence):
-        out[cid].update(status=status, evidence=evidence, scale=scale)
+        # a claim of Appendix E is judged on Table E.8's run, which may be another preset's
+        src = res8 if cid.startswith("e8_") else res
+        out[cid].update(status=status, evidence=evidence, scale=_scale(src),
+                        smoke=src.is_smoke)
 
     def row_at(wide, key, value):
         if wide is None or key not in wide:
@@ -678,7 +693,7 @@ def claims(res) -> list:
     if e8 is not None:
         st, ev = _direction_claim({c: _series(e8, z, c) for c in ("els", "gap_1e-2", "gap_1e-3")}, +1, "σz²")
         put("e8_els", st, ev) if st != "not run" else None
-        st, ev = _direction_claim({"MI": _series(e8, z, "mi")}, +1, "σz²", cap)
+        st, ev = _direction_claim({"MI": _series(e8, z, "mi")}, +1, "σz²", cap8)
         put("e8_mi", st, ev) if st != "not run" else None
         big = [(lz, row_at(e8, z, lz)) for lz, _ in _series(e8, z, "mi") if lz >= 0.9 - 1e-9]
         if big:
@@ -692,8 +707,8 @@ def claims(res) -> list:
             put("e8_collapse", "holds" if good == len(big) else "partly" if half else "not shown at this scale",
                 "; ".join(ev) + f" (paper at σz² = 10: MI {fmt(val(pr8, 'mi'))}, KL {fmt(val(pr8, 'kl'))}; collapse "
                 f"= MI within {COLLAPSE_TOL:g} nats of 0 with KL ≥ 5 nats)")
-    if res.is_smoke:
-        for rec in out.values():
+    for rec in out.values():
+        if rec.pop("smoke", False):
             rec.update(status="not run", evidence="smoke test, not a result: " + rec["evidence"])
     return list(out.values())
 
@@ -732,13 +747,19 @@ def summary(res) -> dict:
             "sm_e8_mi_hi", "sm_e8_mi_lo", "sm_x_hi", "sm_x_lo", "sm_z_hi", "sm_z_lo", "sm_n_train", "sm_steps",
             "sm_loss_hi")
     out.update({k: "n/a" for k in keys})
+    res8 = table_results(res, "tableE8")
+    out.update(sm_e8_run=("not run: no results hold Table E.8" if res8 is None else
+                          "the settings of Table 1 (" + run_line(res) + ")" if res8 is res else
+                          f"this preset's run did not include Table E.8, so this section shows another run: "
+                          f"{res8.label}. {run_line(res8)}"))
     out.update(sm_run=run_line(res), sm_band=fmt(TREND_BAND, "g"), sm_mi_tol=fmt(MI_CEILING_TOL, "g"),
                sm_collapse_tol=fmt(COLLAPSE_TOL, "g"))
     for (cid, _, _), c in zip(CLAIMS, claims(res)):
         out[f"sm_c_{cid}"] = f"{c['status']} ({c['evidence']})"
     if res is None:
         return out
-    t1, e8 = res.tables.get("ours_table1"), res.tables.get("ours_tableE8")
+    t1 = res.tables.get("ours_table1")
+    e8 = res8.tables.get("ours_tableE8") if res8 is not None else None
     if t1 is not None and len(t1):
         hi, lo = t1.loc[t1["log10_sigma_x2"].idxmax()], t1.loc[t1["log10_sigma_x2"].idxmin()]
         out.update(sm_x_hi=fmt(10 ** hi["log10_sigma_x2"], ".2g"), sm_x_lo=fmt(10 ** lo["log10_sigma_x2"], ".2g"))
@@ -757,8 +778,8 @@ def summary(res) -> dict:
                    sm_e8_mi_hi=fmt(hi.get("mi")), sm_e8_mi_lo=fmt(lo.get("mi")))
     if res.tables.get("table1") is not None:
         out["sm_t1_verdicts"] = verdict_line(res.tables.get("table1"))
-    if res.tables.get("tableE8") is not None:
-        out["sm_e8_verdicts"] = verdict_line(res.tables.get("tableE8"))
+    if e8 is not None:
+        out["sm_e8_verdicts"] = verdict_line(res8.tables.get("tableE8"))
     out["sm_mi_cap"] = fmt(res.metrics.get("mi_cap_ln_batch"), ".3g")
     out["sm_n_train"] = fmt(res.metrics.get("n_train"), "d") if res.metrics.get("n_train") else "n/a"
     steps = [r.get("steps") for r in res.metrics.get("records", []) if r.get("steps")]
@@ -769,8 +790,8 @@ def summary(res) -> dict:
 EXPERIMENT = Smoothness()
 
 __all__ = ["EXPERIMENT", "Smoothness", "SIGMA_X2_GRID", "SIGMA_Z2_GRID", "compare_table", "paper_long", "ours_long",
-           "wide_tables", "figure_perturbed", "figure_tsne", "summary", "claims", "run_line", "row_key", "TREND_BAND",
-           "MI_CEILING_TOL", "COLLAPSE_TOL"]
+           "wide_tables", "figure_perturbed", "figure_tsne", "summary", "claims", "run_line", "row_key",
+           "table_results", "TREND_BAND", "MI_CEILING_TOL", "COLLAPSE_TOL"]
 
 
 def figure_sweep(table: pd.DataFrame, key: str):

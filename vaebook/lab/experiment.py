@@ -99,9 +99,13 @@ class Experiment:
         return []
 
     # -- reading -----------------------------------------------------------------------------
-    def find(self, results_dir="results"):
-        """The largest-scale complete results of this experiment (None when there are none)."""
-        return find_results(results_dir, self.name, tuple(reversed(list(self.presets))), self.smoke_presets)
+    def find(self, results_dir="results", table: Optional[str] = None, below: Optional[str] = None):
+        """The largest-scale complete results of this experiment (None when there are none); with ``table``,
+        the largest that hold that table; with ``below``, only presets smaller than that one."""
+        order = list(self.presets)
+        if below is not None:
+            order = order[:order.index(below)] if below in order else []
+        return find_results(results_dir, self.name, tuple(reversed(order)), self.smoke_presets, table)
 
     def eval_key(self, unit: "Unit", p: dict) -> dict:
         """The parameters a unit's evaluation depends on (its cache key); default: all but mode, device and paths.

@@ -345,13 +345,15 @@ def load_results(path, smoke_presets: Sequence[str] = ("smoke",)) -> Results:
 
 
 def find_results(results_dir, name: str, presets_largest_first: Sequence[str],
-                 smoke_presets: Sequence[str] = ("smoke",)) -> Optional[Results]:
-    """The largest-scale complete results of ``name`` (presets tried in the given order), or None."""
+                 smoke_presets: Sequence[str] = ("smoke",), table: Optional[str] = None) -> Optional[Results]:
+    """The largest-scale complete results of ``name`` (presets tried in the given order), or None. With
+    ``table``, only results that hold that table count (a run of part of an experiment, e.g. one of its
+    tables, leaves the others to a smaller preset's results)."""
     root = Path(os.path.expanduser(str(results_dir)))
     for preset in presets_largest_first:
         d = root / preset / name
         recover(d)
-        if (d / PROVENANCE).is_file():
+        if (d / PROVENANCE).is_file() and (table is None or (d / f"{table}.csv").is_file()):
             return load_results(d, smoke_presets)
     return None
 
