@@ -490,9 +490,18 @@ def outcome_figure(runs: pd.DataFrame, kl_threshold: float):
         ax.tick_params(labelsize=7)
     axes[0].axhline(kl_threshold, color="0.4", ls="--", lw=0.8)
     axes[0].set_yscale("symlog", linthresh=0.1)
+    # KL ≥ 0: the axis from just below 0 to above the largest KL, ticked at 0 and the decades in between
+    kl = pd.to_numeric(runs["kl"], errors="coerce").dropna() if "kl" in runs else pd.Series(dtype=float)
+    top = 1.8 * max(1.0, float(kl.max()) if len(kl) else 1.0)
+    axes[0].set_ylim(-0.02, top)
+    ticks = [0.0] + [10.0 ** k for k in range(-1, int(np.floor(np.log10(top))) + 1)]
+    axes[0].set_yticks(ticks, [f"{t:g}" for t in ticks])
+    axes[0].minorticks_off()
     trc = pd.to_numeric(runs.get("tr_c", pd.Series(dtype=float)), errors="coerce").dropna()
     if len(trc):
         axes[1].axhline(float(trc.iloc[0]), color="0.4", ls="--", lw=0.8)
+        mse = pd.to_numeric(runs["mse"], errors="coerce").dropna() if "mse" in runs else pd.Series(dtype=float)
+        axes[1].set_ylim(top=1.08 * max(float(trc.iloc[0]), float(mse.max()) if len(mse) else 0.0))
         axes[1].text(0.01, float(trc.iloc[0]), " tr C (mean image)", fontsize=7, va="bottom",
                      transform=axes[1].get_yaxis_transform())
     axes[0].text(0.01, kl_threshold, f" KL = {kl_threshold:g}", fontsize=7, va="bottom",
