@@ -323,6 +323,23 @@ def test_presets_and_plan():
     assert all("sigma_z2_lr_factor" not in dict(j.model_kwargs) for u in full_units for j in u.jobs)
 
 
+def test_sittings_share_evaluations():
+    """Table 1 alone, then the whole page: a unit both plans hold has the same evaluation cache key, so the
+    second sitting re-evaluates nothing the first did; a deterministic unit without its stochastic sibling
+    (another MI kernel) and a changed evaluation setting get new keys."""
+    from vaebook.lab.experiment import _unit_key
+
+    def keys(**params):
+        ctx = _ctx(preset="cpu", **params)
+        return {u.id: _unit_key(EXP, u, ctx.p, ctx) for u in EXP.plan(ctx)}
+
+    whole, t1 = keys(), keys(tables=["table1"])
+    assert len(t1) == 22 and len(whole) == 33 and all(whole[k] == v for k, v in t1.items())
+    det_only = keys(tables=["table1"], encodings=["deterministic"])
+    assert all(det_only[k] != t1[k] for k in det_only)  # no sibling: the default kernel
+    assert all(v != t1[k] for k, v in keys(tables=["table1"], n_eval=5000).items())
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"encodings": ["random"]}, r"'encodings\[0\]'.*'stochastic', 'deterministic'"),
     ({"sigma_x2_log10": [5.0]}, r"'sigma_x2_log10\[0\]'"),

@@ -107,9 +107,10 @@ class Smoothness(Experiment):
                        sigma_z2_lr_factor=10.0, lr=1e-3, epochs=12),
         # all 60,000 images, 2 epochs = 1,874 steps per model (1 % of the paper's 200 epochs); MI with the paper's
         # 10,000-image batch. 33 models at ≈ 0.19 s per step (measured on 2 CPU cores, 2026-11-29: the collapse
-        # page's cpu run, same net) ≈ 3.3 h of training: too long for one sitting, so run it in two, each resumable
-        # (book/how_to_rerun.md): `-p tables='["table1"]'` (22 models, ≈ 2.2 h), then the whole preset, which
-        # reuses those models from the zoo and trains Table E.8's 11 (≈ 1.1 h)
+        # page's cpu run, same net) ≈ 3.3 h of training, plus about a minute of evaluation per model: too long for
+        # one sitting, so run it in three of 11 models each (≈ 1.1 h of training + ≈ 10 min of evaluation), each a
+        # complete, committable run that reuses the earlier sittings' models and evaluations (book/how_to_rerun.md):
+        # `-p tables='["table1"]' -p encodings='["stochastic"]'`, then `-p tables='["table1"]'`, then the whole
         "cpu": dict(sigma_x2_log10=list(SIGMA_X2_GRID), sigma_z2_log10=list(SIGMA_Z2_GRID[::2]), n_train=None,
                     n_eval=10_000, n_smooth=500, mi_batch=10_000, n_tsne=2000, tsne_panels="all",
                     sigma_z2_lr_factor=10.0, lr=1e-3, epochs=2),
@@ -155,6 +156,13 @@ class Smoothness(Experiment):
             dup = sorted({t for t in tags if tags.count(t) > 1})
             if dup:
                 raise ParameterError(f"parameter {k!r} = {p[k]!r} lists {dup} more than once; give each value once.")
+
+    def eval_key(self, unit, p: dict) -> dict:
+        """Every parameter but the selection (tables, encodings, the two sweeps): a unit's id, figure panels
+        and jobs (with the stochastic sibling of a deterministic unit) name what it depends on, so a run in
+        sittings (Table 1 first, then the whole page) does not re-evaluate the models it shares."""
+        return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root", "tables",
+                                                          "encodings", "sigma_x2_log10", "sigma_z2_log10")}
 
     # -- the plan --------------------------------------------------------------------------------
     def _job(self, p: dict, uid: str, **model_kwargs) -> Job:
