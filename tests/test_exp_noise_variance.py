@@ -383,6 +383,24 @@ def test_seed_records_round_trip_and_the_page_says_how_many_seeds():
     assert all(c["scale"].endswith("3 seeds for Diag-D, 1 for the other shapes") for c in EXP.claims(res))
 
 
+def test_each_models_loss_curve_verdict_reaches_the_run_line():
+    """A model's plateau verdict (vaebook.train.curve.plateau of its logged curve) is kept in its record and
+    counted in the page's run line: a curve still falling at the end is not flat, a level one is."""
+    from vaebook.train.curve import plateau
+
+    falling = [{"step": 50 * (i + 1), "loss": 100.0 - 10.0 * i} for i in range(12)]
+    level = [{"step": 50 * (i + 1), "loss": 100.0 * 0.5 ** i if i < 6 else 1.0} for i in range(12)]
+    parts = {p: 0.1 for p in nv.PARTITIONS}
+    results = {"a": {**_unit("spatial", 0.1, "iso-i", parts), "plateau": plateau(falling)},
+               "b": {**_unit("spatial", 0.1, "diag-i", parts), "plateau": plateau(level)},
+               "c": _unit("spatial", 0.1, "iso-d", failed="did not train: the loss became non-finite")}
+    recs = nv.records(results)
+    assert [r.get("plateau", {}).get("verdict") for r in recs] == ["not flat", "flat", None]
+    metrics = {"n_train": 60_000, "train_config": {"epochs": 1, "batch_size": 64, "max_steps": 600}, "records": recs}
+    line = nv.run_line(_Res({}, metrics))
+    assert "loss curves: 1 of 2 models flat" in line and "1 not flat" in line  # the failed model is not counted
+
+
 def test_plan_one_unit_per_model():
     p = EXP.resolve({"preset": "medium"})
     units = EXP.plan(lab.Context(EXP, p))

@@ -57,6 +57,7 @@ from vaebook.lab import Experiment, Job, ParamSpec, Unit
 from vaebook.lab.compare import compare, verdict, verdict_line
 from vaebook.lab.display import fmt
 from vaebook.paper import CLEAN_MNIST_VARIANCE
+from vaebook.train.curve import plateau, plateau_line
 
 DATASET = "noisy-mnist"
 CLEAN_DATASET = "mnist"
@@ -352,7 +353,7 @@ def records(results: dict) -> list:
                "unit": uid, **({"seed": r["seed"]} if r.get("seed") is not None else {})}
         if "estimates" in r:
             rec["counts"] = dict(r["estimates"]["counts"])
-        for k in ("constant_floor", "recon_var", "running_sigma2_mean"):
+        for k in ("constant_floor", "recon_var", "running_sigma2_mean", "plateau"):
             if r.get(k) is not None:
                 rec[k] = r[k]
         if r.get("failed"):
@@ -603,6 +604,7 @@ class NoiseVariance(Experiment):
         out["final_loss"] = float(last["loss"]) if isinstance(last.get("loss"), (int, float)) else None
         if not tm.ok:
             return out
+        out["plateau"] = plateau(tm.history)  # was the loss curve flat at the end? (vaebook.train.curve)
         v = dict(job.variant)
         n = v.pop("n_train", None)
         data = ctx.data(job.dataset, n, None, **v)
@@ -726,7 +728,8 @@ def run_line(res) -> str:
                  f"from seed {seed}); a cell with several seeds is the mean of those that trained, ± their s.d. in "
                  "the tables, their min–max as bars in the figures; every other number is a single run" if sd else
                  f"one seed ({seed}): every number is a single run, with no error bar")
-    return ", ".join(parts)
+    trained = [r.get("plateau") for r in m.get("records", []) if not r.get("failed")]
+    return ", ".join(parts) + f"; loss curves: {plateau_line(trained)}"
 
 
 def _scale(res) -> str:
