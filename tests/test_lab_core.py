@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,3 +181,29 @@ def test_paper_long_rows_keep_printed_cells():
     assert set(rows.columns) >= {"row", "dataset", "metric", "paper", "printed"}
     with pytest.raises(KeyError, match="no column"):
         long_rows("table4", lambda r: r["model"], {"nope": ("mnist", "x")})
+
+
+# --- what an evaluation's cache key hashes ---------------------------------------------------------------
+def test_experiment_sources_follow_the_modules_an_experiment_imports(tmp_path):
+    """A table's evaluation cache depends on its own file and the sibling files it imports (at any depth and
+    in any import form), not on the other tables' files."""
+    from vaebook.lab.experiment import experiment_sources
+
+    pkg = tmp_path / "experiments"
+    (pkg / "sub").mkdir(parents=True)
+    files = {"a.py": "from vaebook.experiments import b as bb\n",
+             "b.py": "def f():\n    from ._c import g\n",
+             "_c.py": "import vaebook.experiments.sub.deep\n",
+             "sub/__init__.py": "", "sub/deep.py": "",
+             "d.py": "from vaebook.experiments.a import x\nimport os\n",
+             "e.py": "from vaebook.lab import Experiment\n"}
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    names = lambda f: [p.relative_to(pkg).as_posix() for p in experiment_sources(pkg / f)]  # noqa: E731
+    assert names("a.py") == ["_c.py", "a.py", "b.py", "sub/__init__.py"]
+    assert names("d.py") == ["_c.py", "a.py", "b.py", "d.py", "sub/__init__.py"]
+    assert names("e.py") == ["e.py"]
+    real = Path(__file__).resolve().parents[1] / "vaebook" / "experiments"
+    assert [p.name for p in experiment_sources(real / "collapse.py")] == ["collapse.py", "smoothness.py"]
+    assert [p.name for p in experiment_sources(real / "noise_variance.py")] == ["noise_variance.py"]
+    assert "_scale6.py" in [p.name for p in experiment_sources(real / "celebahq.py")]

@@ -113,17 +113,54 @@ class Experiment:
         return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root")}
 
     def source_hash(self) -> str:
-        """Hash of the evaluation code a unit may run: the experiment's package (its module, base classes and
-        shared helpers) and the metrics, samplers, theory and runtime packages."""
+        """Hash of the evaluation code a unit may run: the experiment's module with the sibling modules it
+        imports (:func:`experiment_sources`: base classes, shared helpers; not the other tables' files), and
+        the data, metrics, posterior, theory and runtime packages."""
         import sys
 
-        pkg = Path(sys.modules[type(self).__module__].__file__).resolve().parent
         root = Path(__file__).resolve().parents[1]
         h = hashlib.blake2b(digest_size=8)
-        for folder in [pkg] + [root / d for d in ("metrics", "posterior", "lab", "theory")]:
-            for f in sorted(folder.rglob("*.py")):
-                h.update(f.read_bytes())
+        files = experiment_sources(sys.modules[type(self).__module__].__file__)
+        for folder in ("data", "metrics", "posterior", "lab", "theory"):
+            files += sorted((root / folder).rglob("*.py"))
+        for f in files:
+            h.update(f.read_bytes())
         return h.hexdigest()
+
+
+def experiment_sources(module_file) -> list:
+    """The experiment module's file and, transitively, the files of the modules of its own package that it
+    imports anywhere in its code (``from vaebook.experiments import x``, ``from vaebook.experiments.x import
+    …``, ``from .x import …``), read from its syntax tree; sorted, each once."""
+    import ast
+
+    start = Path(module_file).resolve()
+    pkg, dotted = start.parent, "vaebook." + start.parent.name
+
+    def target(name: str) -> Optional[Path]:
+        for cand in (pkg / f"{name}.py", pkg / name / "__init__.py"):
+            if cand.is_file():
+                return cand
+        return None
+
+    seen, todo = set(), [start]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level == 1 or mod == dotted:  # from . import x / from vaebook.experiments import x
+                    names = [mod] if node.level == 1 and mod else [a.name for a in node.names]
+                elif mod.startswith(dotted + "."):
+                    names = [mod[len(dotted) + 1:]]
+            elif isinstance(node, ast.Import):
+                names = [a.name[len(dotted) + 1:] for a in node.names if a.name.startswith(dotted + ".")]
+            todo += [t for t in (target(n.split(".")[0]) for n in names) if t is not None]
+    return sorted(seen)
 
 
 @dataclass
