@@ -207,3 +207,10 @@ def test_experiment_sources_follow_the_modules_an_experiment_imports(tmp_path):
     assert [p.name for p in experiment_sources(real / "collapse.py")] == ["collapse.py", "smoothness.py"]
     assert [p.name for p in experiment_sources(real / "noise_variance.py")] == ["noise_variance.py"]
     assert "_scale6.py" in [p.name for p in experiment_sources(real / "celebahq.py")]
+
+
+def test_percentages_in_prose():
+    from vaebook.lab.display import pct
+
+    assert [pct(60_000, 60_000), pct(4096, 60_000), pct(1874, 187_500), pct(600, 93_750), pct(12, 100)] == \
+        ["100 %", "6.8 %", "1 %", "0.64 %", "12 %"]

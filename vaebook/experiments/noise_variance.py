@@ -55,7 +55,7 @@ import torch
 from vaebook.metrics.recon import RECON_VAR_MIN, constant_output_reason, reconstruction_variance  # noqa: F401
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
 from vaebook.lab.compare import compare, verdict, verdict_line
-from vaebook.lab.display import fmt
+from vaebook.lab.display import fmt, pct
 from vaebook.paper import CLEAN_MNIST_VARIANCE
 from vaebook.train.curve import plateau, plateau_line
 
@@ -683,7 +683,7 @@ def _paper_steps() -> float:
 
 
 def _pct(a, b) -> str:
-    return f"{100.0 * a / b:.2g} %"
+    return pct(a, b)
 
 
 def _seeds(res, short: bool = False) -> Optional[str]:

@@ -45,7 +45,7 @@ import torch
 
 from vaebook.lab import Experiment, Job, ParameterError, ParamSpec, Unit
 from vaebook.lab.compare import compare, pairwise_trend, spearman, verdict, verdict_line
-from vaebook.lab.display import fmt
+from vaebook.lab.display import fmt, pct
 from vaebook.lab.paper import long_rows
 from vaebook.paper import D_Z_SECTION4, paper_table
 from vaebook.train.curve import plateau, plateau_cell, plateau_line
@@ -508,7 +508,7 @@ def figure_tsne(panels: dict):
 
 # --- the paper's claims, one by one ----------------------------------------------------------------
 def _pct(a, b) -> str:
-    return f"{100.0 * a / b:.2g} %"
+    return pct(a, b)
 
 
 def _model_steps(res) -> Optional[int]:

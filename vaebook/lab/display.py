@@ -10,6 +10,13 @@ import numpy as np
 import pandas as pd
 
 
+def pct(a, b) -> str:
+    """``a`` as a percentage of ``b`` for prose: two significant digits below 10 %, whole numbers above
+    (``0.64 %``, ``6.8 %``, ``100 %``; never ``1e+02 %``)."""
+    v = 100.0 * float(a) / float(b)
+    return f"{v:.0f} %" if abs(v) >= 10 else f"{v:.2g} %"
+
+
 def fmt(v, spec: str = ".3g", missing: str = "n/a") -> str:
     """A number for prose; ``missing`` for None/NaN."""
     try:
@@ -263,6 +270,6 @@ def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell
     return fig
 
 
-__all__ = ["fmt", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
+__all__ = ["fmt", "pct", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
            "BADGE_COLUMNS", "show_figure", "banner", "SMOKE_WARNING", "display_cells",
            "side_by_side", "image_grid", "grid_figure"]
