@@ -886,7 +886,7 @@ def summary(res) -> dict:
                          + (f"; {len(part)} (pattern, s_x², shape) runs with several seeds read the mean of the seeds "
                             "that trained" if len(part) else ""))
     else:
-        out["nv_dnt"] = f"all {runs} models trained (none non-finite, none independent of its input)"
+        out["nv_dnt"] = f"All {runs} models on noisy data trained (none non-finite, none independent of its input)"
     out["nv_claims"] = " · ".join(f"{c['claim']}: {c['status']}" for c in claims(res))
     # Diag-D on the largest s_x² of the first pattern that has both noisy and clean partitions
     dd_all = ran[ran["metric"].astype(str).str.startswith("diagD_")]
