@@ -38,14 +38,16 @@ test: $(STAMP)
 # Every notebook at preset=smoke in compute mode, then the book from those outputs into a
 # temporary folder, then every page of it in headless Chromium; any cell error, Sphinx warning or
 # site-check problem (broken link or image, JavaScript error, clipped verdict column, "n/a" template,
-# machine path) fails the target.
+# machine path) fails the target. The temporary folder goes on exit (the smoke models alone are ~2 GB: the
+# CelebA-HQ nets of Appendix I.3 are full size even at smoke); after a failure its executed notebooks stay.
 test-notebooks: $(STAMP) chromium
 	@set -euo pipefail; tmp=$$(mktemp -d); \
+	trap 'rm -rf "$$tmp/results"; [ -f "$$tmp/ok" ] && rm -rf "$$tmp" || echo "kept for inspection: $$tmp/executed"' EXIT; \
 	$(BIN)/python -m vaebook.lab.run_all --preset smoke --mode compute \
 	    --results-dir $$tmp/results --executed-dir $$tmp/executed --device cpu && \
 	$(BIN)/python -m vaebook.lab.build_book --executed-dir $$tmp/executed \
 	    --results-dir $$tmp/results --out $$tmp/site && \
-	$(BIN)/python -m vaebook.lab.site_check $$tmp/site/html && echo "notebooks+book+site OK ($$tmp)"
+	$(BIN)/python -m vaebook.lab.site_check $$tmp/site/html && touch $$tmp/ok && echo "notebooks+book+site OK"
 
 # Every page of a built site (SITE, default _build/html from `make book`) in headless Chromium.
 site-check: $(STAMP) chromium

@@ -113,6 +113,22 @@ def test_cache_hit_skips_decoding(tiny_celeba, isolated_cache, monkeypatch):
         load_celeba("train", tiny_celeba[0], resample="bicubic")
 
 
+def test_cache_keeps_one_entry_per_recipe(tiny_celeba, isolated_cache):
+    """A data folder re-copied with new mtimes supersedes its old entry; another filter is another recipe."""
+    root = tiny_celeba[0]
+    load_celeba("train", root)
+    (first,) = isolated_cache.iterdir()
+    for p in sorted((root / "celeba" / "img_align_celeba").iterdir()):
+        st = os.stat(p)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    x = load_celeba("train", root)
+    (second,) = isolated_cache.iterdir()
+    assert second.name != first.name
+    assert torch.equal(load_celeba("train", root), x)
+    load_celeba("train", root, resample="bicubic")
+    assert len(list(isolated_cache.iterdir())) == 2
+
+
 def test_cache_write_is_atomic(tiny_celeba, isolated_cache, monkeypatch):
     root = tiny_celeba[0]
     real_save = torch.save

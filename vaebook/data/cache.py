@@ -4,7 +4,9 @@ Location: ``$VAEBOOK_CACHE`` if set, else ``<data root>/.cache/vaebook`` when th
 writable, else ``~/.cache/vaebook`` (the shared data folder is read-only).  Entries are keyed
 by a SHA-256 of everything that determines their content (file names, sizes, mtimes and the
 preprocessing parameters) and are written atomically (temporary file + ``os.replace``), so an
-interrupted run never leaves a partial entry behind.
+interrupted run never leaves a partial entry behind.  Writing an entry removes the entries it supersedes
+(same recipe, older file signatures), so a data folder copied afresh each session (new mtimes) keeps
+one entry, not one per session.
 """
 from __future__ import annotations
 
@@ -103,3 +105,16 @@ def save_atomic(obj, path: Path) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def prune_superseded(path: Path, slot: str) -> list[Path]:
+    """Remove the other entries named ``<slot>*.pt`` beside ``path`` (same recipe, other inputs); return them."""
+    gone = []
+    for old in Path(path).parent.glob(f"{slot}*.pt"):
+        if old.name != Path(path).name:
+            try:
+                old.unlink()
+                gone.append(old)
+            except OSError:
+                pass
+    return gone

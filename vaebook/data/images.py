@@ -73,13 +73,15 @@ def cached_decode(kind: str, root: Path, paths, size: int, box=None, resample: s
     """
     if resample not in RESAMPLE:
         raise unknown("resample filter", resample, RESAMPLE)
-    key = _cache.cache_key({
-        "kind": kind, "files": signature if signature is not None else _cache.file_signature(paths), "size": size, "resample": resample,
-        "params": params or {}, "pillow": PIL.__version__,
-    })
+    recipe = {"kind": kind, "size": size, "resample": resample, "params": params or {}, "pillow": PIL.__version__,
+              "folders": sorted({os.path.dirname(os.path.abspath(p)) for p in paths})}
+    key = _cache.cache_key({**recipe, "files": signature if signature is not None else _cache.file_signature(paths)})
     path = None
     if use_cache:
-        path = _cache.cache_dir(root) / f"{kind}_{size}_{key}.pt"
+        # "<kind>_<size>_<recipe>_<key>.pt": an entry with the same recipe but other file signatures (a file
+        # replaced or re-copied with a new mtime) is superseded and removed when this one is written
+        slot = f"{kind}_{size}_{_cache.cache_key(recipe)[:8]}_"
+        path = _cache.cache_dir(root) / f"{slot}{key}.pt"
         hit = _cache.load_cached(path)
         if isinstance(hit, torch.Tensor) and hit.shape == (len(paths), 3, size, size) and hit.dtype == torch.uint8:
             return hit
@@ -87,6 +89,7 @@ def cached_decode(kind: str, root: Path, paths, size: int, box=None, resample: s
     if path is not None:
         try:
             _cache.save_atomic(images, path)
+            _cache.prune_superseded(path, slot)
         except OSError:
             pass  # an unwritable cache only costs time
     return images
