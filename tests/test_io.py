@@ -73,3 +73,19 @@ def test_torch_save_fsyncs_the_file_before_the_rename_and_then_the_folder(tmp_pa
     assert ("fsync", os.stat(tmp_path).st_ino, True) in events[kinds.index("replace"):]  # the folder entry
     assert torch.equal(torch.load(p, weights_only=True)["w"], torch.arange(5))
     assert [x.name for x in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_full_disk_during_torch_save_names_file_and_free_space(tmp_path, monkeypatch):
+    """torch's own full-disk message is 'unexpected pos'; the error names the file and the free space, and the old
+    file and no temporary survive."""
+    p = io.atomic_torch_save({"w": torch.ones(2)}, tmp_path / "model.pt")
+
+    def full(obj, f, *a, **k):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 947665792 vs 947665684")
+
+    monkeypatch.setattr(io.torch, "save", full)
+    with pytest.raises(OSError, match=r"model\.pt.*unexpected pos.*GiB free on its disk"):
+        io.atomic_torch_save({"w": torch.zeros(2)}, p)
+    assert [x.name for x in tmp_path.iterdir()] == ["model.pt"]
+    assert torch.equal(torch.load(p, weights_only=True)["w"], torch.ones(2))

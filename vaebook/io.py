@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``. torch reports a full disk as
+    ``RuntimeError: ... unexpected pos``; that (or any failed write) becomes an ``OSError`` naming the file
+    and the free space on its disk."""
     path = Path(path)
     tmp = _tmp_beside(path)
     try:
@@ -86,6 +90,10 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except (RuntimeError, OSError) as e:
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(f"could not write {str(path)!r} ({e}); {free / 2**30:.2f} GiB free on its disk. Free space "
+                      "there or write elsewhere (results_dir / --results-dir).") from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
