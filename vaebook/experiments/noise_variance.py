@@ -682,10 +682,6 @@ def _paper_steps() -> float:
     return t["epochs"] * PAPER_IMAGES / t["batch_size"]
 
 
-def _pct(a, b) -> str:
-    return pct(a, b)
-
-
 def _seeds(res, short: bool = False) -> Optional[str]:
     """The model seeds per Σx shape of a run (metrics ``seeds``), e.g. "Diag-D 3 seeds (0, 1, 2); Iso-I, Diag-I,
     Iso-D 1 seed (0)" (``short``: "3 seeds for Diag-D, 1 for the other shapes"); None for a single-seed run."""
@@ -714,10 +710,10 @@ def run_line(res) -> str:
     t, n = m.get("train_config") or {}, m.get("n_train")
     steps = _model_steps(m)
     seed = (res.provenance.get("parameters") or {}).get("seed", t.get("seed"))
-    parts = [f"{fmt(n, ',d')} training images ({_pct(n, PAPER_IMAGES)} of MNIST's {PAPER_IMAGES:,})" if n else
+    parts = [f"{fmt(n, ',d')} training images ({pct(n, PAPER_IMAGES)} of MNIST's {PAPER_IMAGES:,})" if n else
              "training images: n/a",
              f"{fmt(t.get('epochs'), 'd')} epoch{'' if t.get('epochs') == 1 else 's'}",
-             (f"{steps:,} steps per model ({_pct(steps, _paper_steps())} of the ≈{_paper_steps():,.0f} of the "
+             (f"{steps:,} steps per model ({pct(steps, _paper_steps())} of the ≈{_paper_steps():,.0f} of the "
               "Section-6 MNIST setting that `full` assumes; the paper does not state Table 3's training length)")
              if steps else "steps: n/a"]
     ne = m.get("n_estimate")
@@ -735,9 +731,9 @@ def run_line(res) -> str:
 def _scale(res) -> str:
     m = res.metrics
     steps, n = _model_steps(m), m.get("n_train")
-    st = (f"{steps:,} of ≈{_paper_steps():,.0f} steps ({_pct(steps, _paper_steps())}; the paper's length is not "
+    st = (f"{steps:,} of ≈{_paper_steps():,.0f} steps ({pct(steps, _paper_steps())}; the paper's length is not "
           "stated, the Section-6 setting assumed)") if steps else "steps n/a"
-    im = f"{n:,} of {PAPER_IMAGES:,} images ({_pct(n, PAPER_IMAGES)})" if n else "images n/a"
+    im = f"{n:,} of {PAPER_IMAGES:,} images ({pct(n, PAPER_IMAGES)})" if n else "images n/a"
     return f"{st}, {im}, {_seeds(res, short=True) or '1 seed'}"
 
 

@@ -507,10 +507,6 @@ def figure_tsne(panels: dict):
 
 
 # --- the paper's claims, one by one ----------------------------------------------------------------
-def _pct(a, b) -> str:
-    return pct(a, b)
-
-
 def _model_steps(res) -> Optional[int]:
     steps = [r.get("steps") for r in res.metrics.get("records", []) if r.get("steps")]
     return int(max(steps)) if steps else None
@@ -526,9 +522,9 @@ def run_line(res) -> str:
     seed = (res.provenance.get("parameters") or {}).get("seed", t.get("seed"))
     trained = [r.get("plateau") for r in m.get("records", []) if not r.get("failed")]
     return ", ".join([
-        f"{n:,} training images ({_pct(n, PAPER_IMAGES)} of the paper's {PAPER_IMAGES:,})" if n else "images n/a",
+        f"{n:,} training images ({pct(n, PAPER_IMAGES)} of the paper's {PAPER_IMAGES:,})" if n else "images n/a",
         f"{t['epochs']} of the paper's {PAPER_EPOCHS} epochs" if t.get("epochs") else "epochs n/a",
-        f"{steps:,} steps per model ({_pct(steps, PAPER_STEPS)} of the paper's {PAPER_STEPS:,.0f})" if steps
+        f"{steps:,} steps per model ({pct(steps, PAPER_STEPS)} of the paper's {PAPER_STEPS:,.0f})" if steps
         else "steps n/a",
         f"one seed ({seed}): every number is a single run, with no error bar (the paper states no seeds either)"]) + \
         f"; loss curves: {plateau_line(trained)}"
@@ -536,8 +532,8 @@ def run_line(res) -> str:
 
 def _scale(res) -> str:
     n, steps = res.metrics.get("n_train"), _model_steps(res)
-    return (f"{steps:,} of {PAPER_STEPS:,.0f} steps ({_pct(steps, PAPER_STEPS)}), " if steps else "steps n/a, ") + \
-        (f"{n:,} of {PAPER_IMAGES:,} images ({_pct(n, PAPER_IMAGES)}), " if n else "images n/a, ") + "1 seed"
+    return (f"{steps:,} of {PAPER_STEPS:,.0f} steps ({pct(steps, PAPER_STEPS)}), " if steps else "steps n/a, ") + \
+        (f"{n:,} of {PAPER_IMAGES:,} images ({pct(n, PAPER_IMAGES)}), " if n else "images n/a, ") + "1 seed"
 
 
 def _status(n_ok: int, n: int) -> str:
