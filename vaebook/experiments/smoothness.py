@@ -770,6 +770,8 @@ def summary(res) -> dict:
         for k, col in (("sz", "sigma_z2"), ("kl", "kl"), ("mi", "mi"), ("els", "els"), ("det_els", "det_els")):
             if col in t1:
                 out[f"sm_{k}_hi"], out[f"sm_{k}_lo"] = fmt(hi[col]), fmt(lo[col])
+        if "det_els" not in t1 or pd.isna(lo["det_els"]):
+            out["sm_det_els_lo"] = "not in this run (it trained the stochastic encoder only)"
         if {"mse", "kl"} <= set(t1.columns):
             out["sm_loss_hi"] = fmt(_loss_wo_const(hi["mse"], hi["kl"], hi["log10_sigma_x2"]))
         if "sigma_z2" in t1 and t1["sigma_z2"].notna().sum() >= 3:
