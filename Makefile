@@ -47,7 +47,7 @@ test-notebooks: $(STAMP) chromium
 	    --results-dir $$tmp/results --executed-dir $$tmp/executed --device cpu && \
 	$(BIN)/python -m vaebook.lab.build_book --executed-dir $$tmp/executed \
 	    --results-dir $$tmp/results --out $$tmp/site && \
-	$(BIN)/python -m vaebook.lab.site_check $$tmp/site/html && touch $$tmp/ok && echo "notebooks+book+site OK"
+	$(BIN)/python -m vaebook.lab.site_check $$tmp/site/html && touch $$tmp/ok && echo "notebooks+book+site OK (its temporary folder, named above, is removed)"
 
 # Every page of a built site (SITE, default _build/html from `make book`) in headless Chromium.
 site-check: $(STAMP) chromium

@@ -264,6 +264,8 @@ def test_a_table1_only_run_leaves_table_e8_to_a_smaller_preset(tmp_path):
     assert s["sm_e8_run"].startswith("this preset's run did not include Table E.8") and "4,096" in s["sm_e8_run"]
     assert s["sm_e8_mse_hi"] == "n/a" and s["sm_e8_kl_hi"] == sm.fmt(30.0) and s["sm_x_hi"] == "1"
     assert s["sm_det_els_lo"].startswith("not in this run")  # stochastic only: said, not "n/a"
+    det = [c for c in EXP.claims(res) if c["claim"].startswith(("the deterministic", "without σz²"))]
+    assert len(det) == 3 and all(c["status"] == "not run" and c["evidence"].startswith("not in this run") for c in det)
     t1["det_els"] = [300.0, 200.0, 100.0]
     assert EXP.summary(_Res({"ours_table1": t1}, {"n_train": 60_000}))["sm_det_els_lo"] == sm.fmt(100.0)
 

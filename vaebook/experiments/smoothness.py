@@ -694,6 +694,9 @@ def claims(res) -> list:
                 f"{fmt(val(pr1, 'det_mi'))} vs {fmt(val(pr1, 'mi'))}); "
                 "the deterministic MI depends on the Eq. (D.1) kernel, which the paper does not give (ours: the "
                 "stochastic model's σz²)")
+    if t1 is not None and ("det_els" not in t1 or t1["det_els"].isna().all()):
+        for cid in ("det_els", "det_rough", "det_mi"):  # a run that left the deterministic encoder out
+            out[cid]["evidence"] = "not in this run (it trained the stochastic encoder only)"
     if e8 is not None:
         st, ev = _direction_claim({c: _series(e8, z, c) for c in ("els", "gap_1e-2", "gap_1e-3")}, +1, "σz²")
         put("e8_els", st, ev) if st != "not run" else None
