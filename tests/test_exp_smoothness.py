@@ -446,3 +446,16 @@ def test_a_diverging_model_does_not_abort_the_sweep(tmp_path, data_root, monkeyp
     assert "did not train" in w.loc[0, "failed"] and pd.notna(w.loc[0, "det_mse"])
     assert (r.final_dir / "figD3_perturbed_decodes.png").is_file()  # the deterministic panel alone
     assert "did not train" in EXP.summary(lab.load_results(r.final_dir))["sm_t1_verdicts"]
+
+
+def test_run_line_counts_the_plateaus_of_its_own_table():
+    """Each section's run line counts the loss curves of its own table's models, not the whole run's."""
+    flat, rising = {"verdict": "flat"}, {"verdict": "not flat"}
+    recs = ([{"table": "table1", "steps": 1874, "plateau": flat}] * 3
+            + [{"table": "tableE8", "steps": 1874, "plateau": rising}] * 2)
+    res = _Res({}, {"n_train": 60_000, "train_config": {"epochs": 2}, "records": recs})
+    assert "loss curves of Table 1: 3 of 3 models flat" in sm.run_line(res, "table1")
+    e8 = sm.run_line(res, "tableE8")
+    assert "loss curves of Table E.8: 0 of 2 models flat" in e8 and e8.endswith("2 not flat")
+    assert "loss curves: 3 of 5 models flat" in sm.run_line(res)
+    assert "1,874 steps per model (1 % of the paper's 187,500)" in sm.run_line(res, "tableE8")

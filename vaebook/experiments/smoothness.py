@@ -57,6 +57,7 @@ SIGMA_Z2_GRID = tuple(round(1.0 - 0.1 * i, 1) for i in range(21))  # 1.0 … −
 GAP_S2 = (1e-2, 1e-3)
 ENCODINGS = ("stochastic", "deterministic")
 TABLES = ("table1", "tableE8")
+TITLES = {"table1": "Table 1", "tableE8": "Table E.8"}
 #: the column of our wide tables / the paper's CSV holding a row's log10 value, and the row-key prefix
 KEY = {"table1": "log10_sigma_x2", "tableE8": "log10_sigma_z2"}
 PREFIX = {"table1": "sx", "tableE8": "sz"}
@@ -512,22 +513,24 @@ def _model_steps(res) -> Optional[int]:
     return int(max(steps)) if steps else None
 
 
-def run_line(res) -> str:
+def run_line(res, table: Optional[str] = None) -> str:
     """Images, epochs, steps per model (with their share of the paper's), seeds, and how many models reached
-    a plateau (:func:`vaebook.train.curve.plateau_line`) of a run."""
+    a plateau (:func:`vaebook.train.curve.plateau_line`) of a run; with ``table``, the plateaus of that table's
+    models only."""
     if res is None:
         return "n/a"
     m = res.metrics
     t, n, steps = m.get("train_config") or {}, m.get("n_train"), _model_steps(res)
     seed = (res.provenance.get("parameters") or {}).get("seed", t.get("seed"))
-    trained = [r.get("plateau") for r in m.get("records", []) if not r.get("failed")]
+    trained = [r.get("plateau") for r in m.get("records", [])
+               if not r.get("failed") and (table is None or r.get("table") == table)]
     return ", ".join([
         f"{n:,} training images ({pct(n, PAPER_IMAGES)} of the paper's {PAPER_IMAGES:,})" if n else "images n/a",
         f"{t['epochs']} of the paper's {PAPER_EPOCHS} epochs" if t.get("epochs") else "epochs n/a",
         f"{steps:,} steps per model ({pct(steps, PAPER_STEPS)} of the paper's {PAPER_STEPS:,.0f})" if steps
         else "steps n/a",
         f"one seed ({seed}): every number is a single run, with no error bar (the paper states no seeds either)"]) + \
-        f"; loss curves: {plateau_line(trained)}"
+        f"; loss curves{f' of {TITLES.get(table, table)}' if table else ''}: {plateau_line(trained)}"
 
 
 def _scale(res) -> str:
@@ -756,10 +759,10 @@ def summary(res) -> dict:
     out.update({k: "n/a" for k in keys})
     res8 = table_results(res, "tableE8")
     out.update(sm_e8_run=("not run: no results hold Table E.8" if res8 is None else
-                          "the settings of Table 1 (" + run_line(res) + ")" if res8 is res else
+                          "the settings of Table 1 (" + run_line(res, "tableE8") + ")" if res8 is res else
                           f"this preset's run did not include Table E.8, so this section shows another run: "
-                          f"{res8.label}. {run_line(res8)}"))
-    out.update(sm_run=run_line(res), sm_band=fmt(TREND_BAND, "g"), sm_mi_tol=fmt(MI_CEILING_TOL, "g"),
+                          f"{res8.label}. {run_line(res8, 'tableE8')}"))
+    out.update(sm_run=run_line(res, "table1"), sm_band=fmt(TREND_BAND, "g"), sm_mi_tol=fmt(MI_CEILING_TOL, "g"),
                sm_collapse_tol=fmt(COLLAPSE_TOL, "g"))
     for (cid, _, _), c in zip(CLAIMS, claims(res)):
         out[f"sm_c_{cid}"] = f"{c['status']} ({c['evidence']})"
