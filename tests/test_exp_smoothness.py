@@ -176,7 +176,7 @@ def test_committed_medium_results_are_recounted_from_the_stored_numbers():
     assert s["sm_e8_verdicts"].startswith("12 match · 7 trend holds · 9 differs · 2 at ceiling")
     assert s["sm_n_train"] == "4096" and s["sm_steps"] == "768"
     assert "768 steps per model (0.41 % of the paper's 187,500)" in s["sm_run"] and "one seed" in s["sm_run"]
-    assert s["sm_run"].endswith("; loss curves: no loss curves recorded (models trained before the trainer logged them)")
+    assert s["sm_run"].endswith("; loss curves of Table 1: no loss curves recorded (models trained before the trainer logged them)")
     status = {c["claim"]: c["status"] for c in EXP.claims(res)}
     assert status["σz² falls with σx²"] == "holds"
     assert status["σx² = 1 collapses the posterior (KL and MI ≈ 0)"] == "not shown at this scale"
@@ -345,6 +345,30 @@ def test_sittings_share_evaluations():
     assert all(v != t1[k] for k, v in keys(tables=["table1"], n_eval=5000).items())
 
 
+def test_table_e8_trains_its_own_length():
+    """cpu: Table E.8's models train 4 epochs, Table 1's 2; Table 1's models and evaluation keys do not depend
+    on Table E.8's length (a longer E.8 sitting reuses all of Table 1); a preset without the parameter (medium)
+    trains both tables ``epochs``."""
+    from vaebook.lab.experiment import _unit_key
+
+    def plan(**params):
+        ctx = _ctx(preset="cpu", **params)
+        return ctx, {u.id: u for u in EXP.plan(ctx)}
+
+    ctx4, u4 = plan()
+    ctx2, u2 = plan(epochs_tableE8=2)
+    assert ctx4.p["epochs"] == 2 and ctx4.p["epochs_tableE8"] == 4
+    assert {u.jobs[0].train_dict["epochs"] for k, u in u4.items() if k.startswith("tableE8")} == {4}
+    assert {u.jobs[0].train_dict["epochs"] for k, u in u4.items() if k.startswith("table1")} == {2}
+    assert {u.jobs[0].train_dict["epochs"] for k, u in u2.items() if k.startswith("tableE8")} == {2}
+    med = EXP.plan(_ctx(preset="medium"))
+    assert {u.jobs[0].train_dict["epochs"] for u in med} == {12}
+    for k in u4:
+        same = u4[k].jobs == u2[k].jobs
+        assert same == k.startswith("table1")
+        assert (_unit_key(EXP, u4[k], ctx4.p, ctx4) == _unit_key(EXP, u2[k], ctx2.p, ctx2)) == k.startswith("table1")
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"encodings": ["random"]}, r"'encodings\[0\]'.*'stochastic', 'deterministic'"),
     ({"sigma_x2_log10": [5.0]}, r"'sigma_x2_log10\[0\]'"),
@@ -404,8 +428,8 @@ def test_smoke_end_to_end(tmp_path, data_root):
     assert s["sm_n_train"] == "128" and s["sm_x_hi"] == "1" and s["sm_x_lo"] == "0.1"
     assert all(v != "n/a" for k, v in s.items() if k not in ("sm_sz_rho",)), s  # 2 rows: no rank correlation
     assert "128 training images" in s["sm_run"] and "2 steps per model" in s["sm_run"]
-    n = len(m["records"])
-    assert s["sm_run"].endswith(f"; loss curves: 0 of {n} models flat (the last 20 % of logged steps gave < 5 % of "
+    n = sum(r["table"] == "table1" for r in m["records"])
+    assert s["sm_run"].endswith(f"; loss curves of Table 1: 0 of {n} models flat (the last 20 % of logged steps gave < 5 % of "
                                 "the run's loss improvement, or a change within 2 standard errors of the noise); "
                                 f"{n} too short to judge (< 10 logged points)")
     assert (w1["plateau"] == "too short").all() and (w1["det_plateau"] == "too short").all()
@@ -459,3 +483,10 @@ def test_run_line_counts_the_plateaus_of_its_own_table():
     assert "loss curves of Table E.8: 0 of 2 models flat" in e8 and e8.endswith("2 not flat")
     assert "loss curves: 3 of 5 models flat" in sm.run_line(res)
     assert "1,874 steps per model (1 % of the paper's 187,500)" in sm.run_line(res, "tableE8")
+    # a Table E.8 trained longer: its run line and its claims' scale give its own length, Table 1's its own
+    recs = recs[:3] + [{"table": "tableE8", "steps": 3748, "plateau": flat}] * 2
+    res = _Res({}, {"n_train": 60_000, "train_config": {"epochs": 2}, "epochs_by_table": {"table1": 2, "tableE8": 4},
+                    "records": recs})
+    assert "2 of the paper's 200 epochs, 1,874 steps per model" in sm.run_line(res, "table1")
+    assert "4 of the paper's 200 epochs, 3,748 steps per model (2 % of" in sm.run_line(res, "tableE8")
+    assert sm._scale(res, "table1").startswith("1,874 of 187,500") and sm._scale(res, "tableE8").startswith("3,748")
