@@ -58,11 +58,6 @@ GAP_S2 = (1e-2, 1e-3)
 ENCODINGS = ("stochastic", "deterministic")
 TABLES = ("table1", "tableE8")
 TITLES = {"table1": "Table 1", "tableE8": "Table E.8"}
-
-
-def _epochs(p: dict, table: str) -> int:
-    """Training epochs of ``table``'s models: ``epochs_tableE8`` for Table E.8 when given, else ``epochs``."""
-    return p["epochs_tableE8"] if table == "tableE8" and p.get("epochs_tableE8") is not None else p["epochs"]
 #: the column of our wide tables / the paper's CSV holding a row's log10 value, and the row-key prefix
 KEY = {"table1": "log10_sigma_x2", "tableE8": "log10_sigma_z2"}
 PREFIX = {"table1": "sx", "tableE8": "sz"}
@@ -96,6 +91,11 @@ def _tag(v: float) -> str:
 def row_key(table: str, log10: float) -> str:
     """The comparison row of a log10 value: ``sx-0.3`` (Table 1), ``sz0.5`` (Table E.8)."""
     return f"{PREFIX[table]}{_tag(log10)}"
+
+
+def _epochs(p: dict, table: str) -> int:
+    """Training epochs of ``table``'s models: ``epochs_tableE8`` for Table E.8 when given, else ``epochs``."""
+    return p["epochs_tableE8"] if table == "tableE8" and p.get("epochs_tableE8") is not None else p["epochs"]
 
 
 class Smoothness(Experiment):
@@ -216,7 +216,8 @@ class Smoothness(Experiment):
             ends = {max(zs), min(zs)}
             for lz in zs:
                 uid = f"tableE8_sz{_tag(lz)}"
-                units.append(Unit.make(uid, [self._job(p, uid, "tableE8", sigma_x2="mle", sigma_z2=10.0 ** lz)], table="tableE8",
+                job = self._job(p, uid, "tableE8", sigma_x2="mle", sigma_z2=10.0 ** lz)
+                units.append(Unit.make(uid, [job], table="tableE8",
                                        log10=float(lz), encoding="stochastic", decodes="",
                                        tsne=f"σz²={10 ** lz:.2g} (fixed)" if lz in ends and not few else ""))
         return units
@@ -657,8 +658,8 @@ def claims(res) -> list:
     def put(cid, status, evidence):
         # a claim of Appendix E is judged on Table E.8's run, which may be another preset's
         src = res8 if cid.startswith("e8_") else res
-        out[cid].update(status=status, evidence=evidence, scale=_scale(src, "tableE8" if cid.startswith("e8_") else "table1"),
-                        smoke=src.is_smoke)
+        out[cid].update(status=status, evidence=evidence, smoke=src.is_smoke,
+                        scale=_scale(src, "tableE8" if cid.startswith("e8_") else "table1"))
 
     def row_at(wide, key, value):
         if wide is None or key not in wide:
