@@ -522,9 +522,13 @@ def figure_tsne(panels: dict):
 
 
 # --- the paper's claims, one by one ----------------------------------------------------------------
+def _records(res, table: Optional[str] = None) -> list:
+    """The run's per-model records; with ``table``, that table's only."""
+    return [r for r in res.metrics.get("records", []) if table is None or r.get("table", table) == table]
+
+
 def _model_steps(res, table: Optional[str] = None) -> Optional[int]:
-    steps = [r.get("steps") for r in res.metrics.get("records", [])
-             if r.get("steps") and (table is None or r.get("table", table) == table)]
+    steps = [r["steps"] for r in _records(res, table) if r.get("steps")]
     return int(max(steps)) if steps else None
 
 
@@ -538,8 +542,7 @@ def run_line(res, table: Optional[str] = None) -> str:
     t, n, steps = m.get("train_config") or {}, m.get("n_train"), _model_steps(res, table)
     epochs = (m.get("epochs_by_table") or {}).get(table, t.get("epochs"))
     seed = (res.provenance.get("parameters") or {}).get("seed", t.get("seed"))
-    trained = [r.get("plateau") for r in m.get("records", [])
-               if not r.get("failed") and (table is None or r.get("table", table) == table)]
+    trained = [r.get("plateau") for r in _records(res, table) if not r.get("failed")]
     return ", ".join([
         f"{n:,} training images ({pct(n, PAPER_IMAGES)} of the paper's {PAPER_IMAGES:,})" if n else "images n/a",
         f"{epochs} of the paper's {PAPER_EPOCHS} epochs" if epochs else "epochs n/a",
