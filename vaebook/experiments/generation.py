@@ -75,6 +75,9 @@ class Generation(scale.Section6Experiment):
         if tsne:
             params["tsne_points"] = ParamSpec("int", min=10, max=10_000, allow_none=True, default=None,
                                               doc="test codes per t-SNE panel (Figure J.6); None = preset")
+        params["fid_bootstrap"] = ParamSpec("int", min=2, max=5_000, default=200,
+                                            doc="bootstrap replicates of each FID/KID (its spread and the paired "
+                                                "differences of two models; vaebook.metrics.fid_spread)")
         params["figure_images"] = ParamSpec("int", min=1, max=16, default=8, doc="images per strip in the figures")
         self.params = params
 
@@ -103,7 +106,8 @@ class Generation(scale.Section6Experiment):
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: MSE, its learned σx², FID per latent source, images for the figures, time per epoch."""
         from vaebook.metrics._util import encode_means, model_device
-        from vaebook.metrics.fid import fid_kid
+        from vaebook.metrics.fid import fid_features
+        from vaebook.metrics.fid_spread import bootstrap_fid_kid
         from vaebook.metrics.recon import mean_mse
         from vaebook.posterior import fit_sampler, generate_images, keep_first, source_skip_reason
 
@@ -139,12 +143,18 @@ class Generation(scale.Section6Experiment):
             sampler = fit_sampler(model, src, latents, seed, p["second_stage"], p["gmm_max_iter"])
             shown: list = []
             stream = keep_first(generate_images(model, n_fid, src, sampler, seed=seed, batch_size=bs), n_show, shown)
-            v = fid_kid(stream, ref, batch_size=scale.fid_batch(dev), device=dev, max_images=n_fid, seed=seed)
+            feats = fid_features(stream, scale.fid_batch(dev), dev, ref.shape[1], max_images=n_fid)
+            v = bootstrap_fid_kid(feats, ref, int(p["fid_bootstrap"]), seed)
             rows.append({**base, "metric": col, "ours": float(v["fid"]), "note": fnote})
             rows.append({**base, "metric": kid_metric(col), "ours": float(v["kid"]), "note": dnote})
-            out.setdefault("kid_std", {})[kid_metric(col)] = float(v["kid_std"])
+            out.setdefault("kid_std", {})[kid_metric(col)] = float(v["kid_sd"])
+            out.setdefault("fid_sd", {})[col] = float(v["fid_sd"])
+            out.setdefault("boot", {})[col] = [round(x, 4) for x in v["fid_boot"]]
+            out["boot"][kid_metric(col)] = [float(f"{x:.5g}") for x in v["kid_boot"]]
             images[src] = torch.cat(shown)[:n_show] if shown else None
         out.update(rows=rows, images=images, sigma2=learned_sigma2(model), device=str(tm.meta.get("device", dev)),
+                   sigma2_test=test_sigma2(model, data.test[:bs]),
+                   train_s=float(sum(float(r.get("time_s") or 0.0) for r in tm.history)),
                    s_per_epoch=scale.epoch_seconds(tm.history, len(data.train), job.train_dict["batch_size"]))
         if self.tsne and data.test_labels is not None:
             out["tsne"] = _tsne(model, data, min(int(p["tsne_points"]), len(data.test)), seed)
@@ -165,14 +175,18 @@ class Generation(scale.Section6Experiment):
         by_ds: dict = {}
         for r in results.values():
             by_ds.setdefault(r["dataset"], []).append(r)
-        settings, values, times = {}, {}, {}
+        settings, values, times, boot = {}, {}, {}, {}
         for d, res in by_ds.items():
             data = scale.load(ctx, d)
             n_fid, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
             ok = [r for r in res if "reason" not in r]
             values[d] = {r["model"]: {**{x["metric"]: x["ours"] for x in r["rows"]}, "sigma2": r.get("sigma2"),
-                                      "kid_std": r.get("kid_std", {}), "recon_var": r.get("recon_var")}
+                                      "sigma2_test": r.get("sigma2_test"), "train_s": r.get("train_s"),
+                                      "kid_std": r.get("kid_std", {}), "fid_sd": r.get("fid_sd", {}),
+                                      "recon_var": r.get("recon_var")}
                          for r in ok}
+            boot[d] = {"n_boot": int(p["fid_bootstrap"]), "seed": int(p["seed"]),
+                       "replicates": {r["model"]: r.get("boot", {}) for r in ok}}
             times[d] = {r["model"]: {"s_per_epoch": r["s_per_epoch"], "device": r["device"]} for r in ok}
             job = scale.job(res[0]["model"], d, p)
             tab = table[(table["dataset"] == d) & table["ours"].notna()]
@@ -198,7 +212,7 @@ class Generation(scale.Section6Experiment):
         if self.time_figure and any(times.values()):
             run.save_figure(time_figure(times), "fig_2_time_per_epoch")
         metrics = {"values": values, "time_per_epoch": times, "settings": settings, "verdicts": verdict_counts(table),
-                   "verdicts_sigma2": verdict_counts(sig)}
+                   "verdicts_sigma2": verdict_counts(sig), "bootstrap": boot}
         if self.twin:
             metrics["mle_vs_trainable"] = {d: mle_vs_trainable(table, d) for d in by_ds}
         run.write_metrics(metrics)
@@ -469,6 +483,20 @@ def learned_sigma2(model) -> Optional[float]:
         return float(v.current().detach().float().mean())
     except Exception:  # noqa: BLE001 - a variance without a current value
         return None
+
+
+@torch.no_grad()
+def test_sigma2(model, x: torch.Tensor) -> Optional[float]:
+    """Mean decoder variance σx² over the pixels of ``x``'s reconstructions, as the model evaluates it
+    (:meth:`GaussianVAE.eval_sigma2`: the -D heads or per-image estimates, the -I values); None without a Σx."""
+    from vaebook.metrics._util import model_device
+
+    if getattr(model, "variance", None) is None or not hasattr(model, "eval_sigma2"):
+        return None
+    x = x.to(model_device(model))
+    q = model.encode(x)
+    mu, head = model._decode_all(q.mean) if hasattr(model, "_decode_all") else (model.decode(q.mean), None)
+    return float(model.eval_sigma2(x, mu, head).float().mean())
 
 
 def mle_vs_trainable(df: pd.DataFrame, dataset: str) -> dict:
