@@ -16,8 +16,11 @@ import pandas as pd
 
 SCORED = ("match", "trend holds", "differs")
 #: ``at ceiling``: our value sits at the most its estimator can report (e.g. an MI bound at ln(batch)), so it
-#: says nothing about the paper's value; it is not scored against it
-VERDICTS = SCORED + ("ours only", "did not train", "at ceiling")
+#: says nothing about the paper's value; it is not scored against it.
+#: ``unreachable``: the paper's value lies beyond what our estimator can report at all (e.g. an MI of 760 nats
+#: against a bound that cannot exceed ln N = 9.21): no value of ours could match it, so the cell is not scored
+#: and never counted as ``differs``.
+VERDICTS = SCORED + ("ours only", "did not train", "at ceiling", "unreachable")
 KEY = ("row", "dataset", "metric")
 
 
@@ -32,9 +35,17 @@ def fmt(v) -> str:
     return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.2e}"
 
 
-def verdict(paper, ours, rel_tol: float = 0.1, abs_tol: float = 0.0, trend=None, note: str = "") -> tuple[str, str]:
+def verdict(paper, ours, rel_tol: float = 0.1, abs_tol: float = 0.0, trend=None, note: str = "",
+            max_ratio: Optional[float] = None) -> tuple[str, str]:
     """One number against the paper's: ``match`` when ``|ours − paper| <= rel_tol·|paper| + abs_tol``, else
-    ``trend holds`` when ``trend`` (a bool or ``(bool, why)``) is true, else ``differs``. Returns (verdict, reason)."""
+    ``trend holds`` when ``trend`` (a bool or ``(bool, why)``) is true, else ``differs``. Returns (verdict, reason).
+
+    ``max_ratio``: the magnitude bound of ``trend holds``: a cell whose value is more than ``max_ratio`` times
+    the paper's, or less than 1/``max_ratio`` of it (both of one sign), is ``differs`` even when its ordering
+    agrees: a trend read on numbers that far from the paper's says little about the paper's numbers."""
+    if max_ratio is not None and not (isinstance(max_ratio, (int, float)) and max_ratio > 1):
+        raise ValueError(f"max_ratio must be a number > 1 (the largest ours/paper ratio a trend may span), "
+                         f"got {max_ratio!r}")
     why = ""
     if isinstance(trend, tuple):
         trend, why = bool(trend[0]), str(trend[1])
@@ -49,11 +60,18 @@ def verdict(paper, ours, rel_tol: float = 0.1, abs_tol: float = 0.0, trend=None,
             reasons.append(f"ours {fmt(o)} vs paper {fmt(p)}: within {rel_tol:.0%}" + (f" + {abs_tol:g}" if abs_tol else ""))
         else:
             v = "trend holds" if trend else "differs"
+            ratio = o / p if p != 0 else math.inf
+            if v == "trend holds" and max_ratio is not None and not (1 / max_ratio <= ratio <= max_ratio):
+                v = "differs"
+                reasons.append(f"ours/paper = {fmt(ratio)}, outside the trend's magnitude bound "
+                               f"[{fmt(1 / max_ratio)}, {fmt(max_ratio)}]")
             rel = abs(o - p) / abs(p) if p != 0 else math.inf
             reasons.append(f"ours {fmt(o)} vs paper {fmt(p)} ({rel:.0%} apart)" if math.isfinite(rel)
                            else f"ours {fmt(o)} vs paper {fmt(p)}")
     if trend is not None and why:
-        reasons.append(("trend holds: " if trend else "trend does not hold: ") + why)
+        reasons.append(("ordering as the paper's: " if trend else "trend does not hold: ") + why
+                       if v == "differs" and trend else
+                       ("trend holds: " if trend else "trend does not hold: ") + why)
     if note:
         reasons.append(note)
     return v, "; ".join(reasons)

@@ -43,7 +43,8 @@ def glue_all(values: dict) -> None:
 VERDICT_COLOURS = {
     "match": "#1a7f37", "trend holds": "#4c9a2a", "holds": "#1a7f37", "confirmed": "#1a7f37",
     "partly": "#bf8700", "at ceiling": "#bf8700", "corrected": "#bf8700", "extension": "#0969da",
-    "differs": "#cf222e", "not shown at this scale": "#cf222e", "inconclusive": "#9a6700", "counterexample": "#8250df",
+    "differs": "#cf222e", "not reproduced": "#cf222e", "not shown at this scale": "#57606a",
+    "inconclusive": "#9a6700", "counterexample": "#8250df", "unreachable": "#8c959f",
     "ours only": "#0969da", "did not train": "#6e7781", "not evaluable": "#6e7781", "not run": "#d0d7de",
 }
 #: columns shown as coloured badges

@@ -10,8 +10,10 @@ import pandas as pd
 
 from vaebook.lab.compare import VERDICTS, verdict_counts
 
-#: the status of a claim, strongest first
-CLAIM_STATUSES = ("holds", "partly", "inconclusive", "not shown at this scale", "not run")
+#: the status of a claim, strongest first. ``not reproduced``: our numbers contradict the claim in a way that more
+#: training of the same objective would not change (the evidence gives that reason); ``not shown at this scale``:
+#: our numbers do not show it, and a longer run might.
+CLAIM_STATUSES = ("holds", "partly", "inconclusive", "not reproduced", "not shown at this scale", "not run")
 #: theory checks by kind (a ``kind`` column of the theory results table)
 THEORY_KINDS = ("confirmed", "corrected", "extension", "counterexample")
 THEORY = "theory"
@@ -61,6 +63,23 @@ def noisy_flags_status(flags: Sequence[Optional[str]]) -> str:
     if "tie" in f and "no" not in f:
         return "inconclusive" if "yes" not in f else "partly"
     return flags_status([x == "yes" for x in f if x != "tie"] + ([False] if "tie" in f else []))
+
+
+def objective_contradiction(ours_loss: float, claimed_loss: float, what: str, min_margin: float = 0.0) -> tuple:
+    """A claim that training *should* end at a solution (e.g. a collapsed posterior) read on the training
+    objective: when our trained model's loss is below the loss of the claimed solution by more than
+    ``min_margin`` (same units), the optimiser already found something better than the claimed solution, and more
+    training of the same objective (which only lowers the loss) cannot bring it back: ``("not reproduced",
+    why)``. Else ``(None, why)``: the objective does not decide, read the claim on its other numbers."""
+    vals = (ours_loss, claimed_loss, min_margin)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals) or min_margin < 0:
+        raise ValueError(f"objective_contradiction needs finite losses and a margin >= 0, got {vals}")
+    margin = float(claimed_loss) - float(ours_loss)
+    why = (f"our loss {ours_loss:.4g} is {abs(margin):.3g} {'below' if margin > 0 else 'above'} the {what}'s "
+           f"{claimed_loss:.4g}")
+    if margin > min_margin:
+        return "not reproduced", why + ": training that lowers this objective cannot reach the " + what
+    return None, why
 
 
 def pct(a, b) -> str:
@@ -277,6 +296,6 @@ def verdict_figure(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "experiment_claims", "show_claims",
+__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "objective_contradiction", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "experiment_claims", "show_claims",
            "claims_table", "claims_display", "status_display", "claim_counts", "theory_counts", "theory_line",
            "status_table", "verdict_figure"]
