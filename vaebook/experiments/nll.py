@@ -15,7 +15,9 @@ is not a normalised density of x and the number (metric ``nll``, "paper protocol
 **Valid bound** (metric ``nll_valid``, ours only): the same estimator (same k, same z samples) with a Σx fixed before
 the test image is seen. For the −D rows it is fitted on training reconstructions
 (:func:`vaebook.metrics.nll.train_fit_sigma2`: the mean squared residual of μθ(μφ(x)) over the first
-min(1,000, n_train) training images, per pixel for Diag-D, one scalar for Iso-D, + ε); for every other row the
+``train_fit_n`` training images — by default all of the run's — per pixel for Diag-D, one scalar for Iso-D, + ε;
+with 1,000 images a pixel that is black in all of them gets σx² = ε and a test image with ink there costs
+millions of nats, which made the per-image standard error of Diag-D's bound ≈ 670 nats); for every other row the
 evaluation Σx already does not depend on x, so ``nll_valid`` is ``nll`` itself (not recomputed).
 
 Units are (dataset, model) pairs; the models are Table 4's (:func:`vaebook.experiments._scale6.job`:
@@ -71,6 +73,9 @@ class NLL(scale.Section6Experiment):
         "iwae_k": ParamSpec("int", min=1, max=5_000, allow_none=True, default=None,
                             doc="importance samples; None = preset (paper 500)"),
         "k_chunk": ParamSpec("int", min=1, max=1_000, default=50, doc="importance samples decoded at once (memory)"),
+        "train_fit_n": ParamSpec("int", min=2, max=200_000, allow_none=True, default=None,
+                                 doc="training images whose reconstructions fit the −D rows' valid-bound Σx; "
+                                     "None = every training image of the run"),
     }
     full_cost = ("`python -m vaebook.lab.run_all --preset full --mode compute --device cuda --only nll` reuses the "
                  "models the `generation` and `celebahq` pages trained (about two days together on one recent "
@@ -102,7 +107,7 @@ class NLL(scale.Section6Experiment):
 
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: the IWAE bound (and the ELBO) on the test images."""
-        from vaebook.metrics.nll import TRAIN_FIT_N, iwae_nll, needs_train_fit, train_fit_sigma2
+        from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
 
         p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
         tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
@@ -121,13 +126,15 @@ class NLL(scale.Section6Experiment):
         row = {**base, "metric": "nll", "ours": float(r["nll"]), "ours_printed": f"< {r['nll']:.2f}",
                "note": scale.data_note(data), "reason": f"paper protocol; {scale_txt}; Σx at evaluation: {sigma}"}
         if needs_train_fit(model):  # Σx from the test image itself: refit it on training images, same seed = same z
-            n_fit = min(TRAIN_FIT_N, len(data.train))
+            n_fit = len(data.train) if p.get("train_fit_n") is None else min(int(p["train_fit_n"]), len(data.train))
             s2 = train_fit_sigma2(model, data.train, n=n_fit, batch_size=budget)
             rv = iwae_nll(model, data.test, sigma2=s2, **kw)
             valid, valid_se = float(rv["nll"]), float(rv["nll_stderr"])
+            valid_per_image = rv["nll_per_image"]
             sigma_v = f"{SIGMA_VALID.get(m, 'fitted on training images')}, from the first {n_fit:,} training images"
         else:
             n_fit, valid, valid_se = 0, float(r["nll"]), float(r["nll_stderr"])
+            valid_per_image = r["nll_per_image"]
             sigma_v = f"as the paper-protocol column ({sigma}: does not depend on the test image)"
         vrow = {**base, "metric": "nll_valid", "ours": valid, "ours_printed": f"< {valid:.2f}",
                 "note": scale.data_note(data),
@@ -136,7 +143,10 @@ class NLL(scale.Section6Experiment):
         extra = {"nll": float(r["nll"]), "nll_stderr": float(r["nll_stderr"]), "elbo": float(r["elbo"]),
                  "nll_elbo": float(r["nll_elbo"]), "k": int(r["k"]), "n": int(r["n"]), "sigma_x_at_eval": sigma,
                  "nll_valid": valid, "nll_valid_stderr": valid_se, "sigma_x_valid": sigma_v, "train_fit_n": n_fit}
-        return {**out, "rows": [row, vrow], "values": extra}
+        # per-image bounds (same test images and z samples for every model): paired differences in the claims
+        per_image = {"nll": [round(float(v), 3) for v in r["nll_per_image"]],
+                     "nll_valid": [round(float(v), 3) for v in valid_per_image]}
+        return {**out, "rows": [row, vrow], "values": extra, "per_image": per_image}
 
     def report(self, ctx, results: dict, run) -> None:
         p = ctx.p
@@ -145,13 +155,14 @@ class NLL(scale.Section6Experiment):
         ran = {(r["model"], r["dataset"]) for r in results.values()}
         table = scale.finish_table(table, ran, p["datasets"], metric_order=METRICS)
         run.write_table(TABLE, table)
-        settings, values = {}, {}
+        settings, values, per_image = {}, {}, {}
         for d in p["datasets"]:
             res = [r for r in results.values() if r["dataset"] == d]
             if not res:
                 continue
             data = scale.load(ctx, d)
             values[d] = {r["model"]: r["values"] for r in res if "values" in r}
+            per_image[d] = {r["model"]: r["per_image"] for r in res if "per_image" in r}
             settings[d] = {"data": data.describe(), "generated": data.generated, "iwae_k": int(p["iwae_k"]),
                            "n_test": len(data.test), "models": [r["model"] for r in res],
                            "from_cache": {r["model"]: r["from_cache"] for r in res},
@@ -161,7 +172,7 @@ class NLL(scale.Section6Experiment):
                                                    if "nll_valid" in v})}
         run.write_metrics({"values": values, "settings": settings, "verdicts": verdict_counts(table),
                            "sigma_x_at_eval": SIGMA_EVAL, "sigma_x_valid": SIGMA_VALID,
-                           "paper_claims": {d: self.paper_claims(d) for d in DATASETS}})
+                           "paper_claims": {d: self.paper_claims(d) for d in DATASETS}, "per_image": per_image})
 
     def paper_claims(self, dataset: str) -> dict:
         paper = self.paper_frame()
