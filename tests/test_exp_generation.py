@@ -296,7 +296,7 @@ def test_smoke_run_end_to_end(tmp_path, data_root, monkeypatch):
     assert GEN.results_markdown(None) == ""
     assert {c["status"] for c in GEN.claims(res)} <= set(CLAIM_STATUSES) and len(GEN.claims(res)) == 5
     floor = res.metrics["settings"]["mnist"]["floor"]  # real training images vs the test reference, same N
-    assert floor["n"] == 8 and floor["fid"] > 0 and "Noise floor" in text
+    assert floor["n"] == 8 and floor["fid"] > 0 and "bias at this sample size" in text
     assert res.metrics["settings"]["mnist"]["did_not_train"] == {"trainable-iso-i": "did not train: the loss became "
                                                                                      "non-finite (test)"}
 

@@ -106,8 +106,10 @@ def test_smoke_run_end_to_end(tmp_path, data_root):
     assert "valid bound: Diag-D (MLE, ours) < " in md
     assert res.metrics["values"]["mnist"]["mle-diag-d"]["train_fit_n"] == 256
     cl = NLL.claims(res)
-    assert len(cl) == len(NLL.CLAIMS) == 3 and {c["status"] for c in cl} <= set(CLAIM_STATUSES)
-    assert "lowest" in cl[2]["evidence"]
+    assert len(cl) == len(NLL.CLAIMS) == 2 and {c["status"] for c in cl} <= set(CLAIM_STATUSES)
+    assert "lowest" in cl[1]["evidence"] and "(paired)" in cl[0]["evidence"]  # per-image bounds were recorded
+    per = res.metrics["per_image"]["mnist"]
+    assert len(per["mle-diag-d"]["nll_valid"]) == 64 and len(per["vae-gaussian"]["nll"]) == 64
     s = NLL.summary(res)
     assert s["nll_k"] == "4" and s["nll_mnist_vae"] != "n/a" and s["nll_below_mnist"] in ("yes", "no")
     # one more model: only it is trained and evaluated; the others' models and unit results are reused

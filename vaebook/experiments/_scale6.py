@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from vaebook.lab.compare import pairwise_trend, verdict
+from vaebook.lab.compare import fmt, pairwise_trend, verdict
 from vaebook.lab.experiment import Experiment
 from vaebook.lab.params import ParameterError, ParamSpec
 
@@ -313,17 +313,26 @@ def reference_row(name: str, available: Sequence[str], twin: bool) -> Optional[s
     return next((r for r in prefs if r != name and r in available), None)
 
 
-def judge(twin: bool, notes: Optional[dict] = None, rel_tol: float = 0.1):
+#: the magnitude bound of a Section-6 "trend holds": ours within this factor of the paper's value
+TREND_MAX_RATIO = 3.0
+
+
+def judge(twin: bool, notes: Optional[dict] = None, rel_tol: float = 0.1, max_ratio: float = TREND_MAX_RATIO,
+          offset=None):
     """The verdict rule of Tables 4–7 for :func:`vaebook.lab.compare.compare`.
 
     ``match`` within ``rel_tol`` of the paper; else ``trend holds`` when ours lies on the same side of
     :func:`reference_row` as the paper's value (:func:`~vaebook.lab.compare.pairwise_trend`; the paper's
-    ties within 5 % must stay within 10 %); else ``differs``. A cell with a ``note`` (an FID off the
-    paper's scale, stand-in images) cannot ``match``. ``notes[(dataset, row)]``: the paper's footnotes.
+    ties within 5 % must stay within 10 %) and within ``max_ratio``× of the paper's value; else ``differs``.
+    A cell with a ``note`` (an FID off the paper's scale, stand-in images) cannot ``match``.
+    ``notes[(dataset, row)]``: the paper's footnotes. ``offset(dataset)``: a constant every value of the column
+    contains whatever the model (e.g. the D/2·ln 2π of a Gaussian NLL); the match tolerance and the magnitude
+    bound are read on the values minus it, so a tolerance of 10 % cannot be met by the constant alone.
     """
     notes = notes or {}
 
     def rule(cell: pd.Series, df: pd.DataFrame) -> tuple:
+        c = float(offset(cell["dataset"])) if offset is not None else 0.0
         same = df[(df["dataset"] == cell["dataset"]) & (df["metric"] == cell["metric"]) & df["ours"].notna()]
         ref = reference_row(cell["row"], list(same["row"]), twin)
         trend = None
@@ -332,7 +341,15 @@ def judge(twin: bool, notes: Optional[dict] = None, rel_tol: float = 0.1):
             trend = pairwise_trend(cell["paper"], r["paper"], cell["ours"], r["ours"], display(ref))
         note = cell.get("note") if isinstance(cell.get("note"), str) else ""
         text = "; ".join(x for x in (note, notes.get((cell["dataset"], cell["row"]), "")) if x)
-        v, why = verdict(cell["paper"], cell["ours"], rel_tol=0.0 if note else rel_tol, trend=trend, note=text)
+        if c:
+            text = "; ".join(x for x in (text, f"tolerance and magnitude bound read on the values minus the constant "
+                                                f"{c:.1f} every model's value contains") if x)
+        v, why = verdict(cell["paper"] - c, cell["ours"] - c, rel_tol=0.0 if note else rel_tol, trend=trend,
+                         note=text, max_ratio=max_ratio)
+        if c:  # the reason quotes the values as printed
+            why = why.replace(f"ours {fmt(cell['ours'] - c)} vs paper {fmt(cell['paper'] - c)}",
+                              f"ours {fmt(cell['ours'])} vs paper {fmt(cell['paper'])} (minus {c:.1f}: "
+                              f"{fmt(cell['ours'] - c)} vs {fmt(cell['paper'] - c)})")
         if note and v == "match":  # equal by chance: a value off the paper's scale cannot match
             v = "trend holds" if (trend and trend[0]) else "differs"
         return v, why

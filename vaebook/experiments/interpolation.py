@@ -13,6 +13,7 @@ import math
 import pandas as pd
 import torch
 
+from vaebook.experiments import _paired6 as paired
 from vaebook.experiments import _scale6 as scale
 from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
@@ -42,6 +43,8 @@ class Interpolation(scale.Section6Experiment):
                               doc=f"datasets to run; None = {list(DATASETS)}"),
         **scale.SIZE_PARAMS,
         **scale.FID_PARAMS,  # fid_samples = interpolation pairs per FID
+        "fid_bootstrap": ParamSpec("int", min=2, max=5_000, default=200,
+                                   doc="bootstrap replicates of each FID (paired differences of two models)"),
         "figure_pairs": ParamSpec("int", min=1, max=8, default=2, doc="image pairs per model in Figure J.9"),
         "figure_steps": ParamSpec("int", min=3, max=16, default=8, doc="interpolation steps per pair in Figure J.9"),
     }
@@ -76,8 +79,10 @@ class Interpolation(scale.Section6Experiment):
         for col, ratio in RATIOS.items():
             r = interpolation_fid(model, data.test, ref, n_pairs=n_pairs, ratio=ratio, seed=int(p["seed"]),
                                   batch_size=int(p["eval_batch"]), dims=dims, fid_batch_size=scale.fid_batch(dev),
-                                  device=dev)
+                                  device=dev, n_boot=int(p["fid_bootstrap"]))
             rows.append({**base, "metric": col, "ours": float(r["fid"]), "note": note})
+            if "fid_boot" in r:
+                out.setdefault("boot", {})[col] = [round(x, 4) for x in r["fid_boot"]]
             if "kid" in r:
                 kid = col.replace("fid_", "kid_", 1)
                 rows.append({**base, "metric": kid, "ours": float(r["kid"]), "note": scale.data_note(data)})
@@ -95,11 +100,13 @@ class Interpolation(scale.Section6Experiment):
         table = compare(ours, paper, scale.judge(twin=True), scale.order(paper, ours))
         ran = {(r["model"], r["dataset"]) for r in results.values()}
         run.write_table(TABLE, scale.finish_table(table, ran, p["datasets"], metric_order=METRIC_ORDER))
-        settings, values = {}, {}
+        settings, values, boot = {}, {}, {}
         for d in p["datasets"]:
             res = [r for r in results.values() if r["dataset"] == d]
             if not res:
                 continue
+            boot[d] = {"n_boot": int(p["fid_bootstrap"]), "seed": int(p["seed"]),
+                       "replicates": {r["model"]: r.get("boot", {}) for r in res if "reason" not in r}}
             data = scale.load(ctx, d)
             n_pairs, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
             values[d] = {r["model"]: {**{x["metric"]: x["ours"] for x in r["rows"]}, "kid_std": r.get("kid_std", {})}
@@ -117,7 +124,7 @@ class Interpolation(scale.Section6Experiment):
                                   title=f"Figure J.9 ({data.spec.label}) — {data.describe()}")
                 run.save_figure(fig, f"fig_J9_{d}_interpolations")
         run.write_metrics({"values": values, "settings": settings, "verdicts": verdict_counts(table),
-                           "paper_best": {d: self.paper_best(d) for d in DATASETS}})
+                           "paper_best": {d: self.paper_best(d) for d in DATASETS}, "bootstrap": boot})
 
     def paper_best(self, dataset: str) -> dict:
         """Per column: the row with the lowest FID in the paper's Table 5."""
@@ -135,7 +142,6 @@ class Interpolation(scale.Section6Experiment):
     def claims(self, res, within: float = 0.10) -> list:
         """Table 5's ordering: on MNIST the lowest FID of each column is MLE Diag-D's; on CelebA the best MLE row
         is within ``within`` of the best row. Read over the rows we ran (the paper's best among the same rows)."""
-        from vaebook.experiments.generation import compare_pair, floor_of, rank_agreement
         from vaebook.lab.status import claim, flags_status, noisy_flags_status, not_run
 
         if res is None or res.tables.get(TABLE) is None:
@@ -148,18 +154,17 @@ class Interpolation(scale.Section6Experiment):
         ran = [d for d in DATASETS if d in set(t.loc[t["ours"].notna(), "dataset"])]
         sc = scale.run_scale(res, ran, evals)
         out = []
-        # MNIST: the best row, beyond the noise floor (the real-vs-real FID at the same number of pairs)
-        floors = {d: s.get("floor") for d, s in res.metrics.get("settings", {}).items()}
+        # MNIST: the best row, every paired interval excluding zero (paired bootstrap replicates when recorded)
         flags, parts = [], []
         for m in RATIOS:
             o, p = scale.both(t, "mnist", m)
             if "mle-diag-d" not in o or len(o) < 2:
                 continue
             ob, pb = min(o, key=o.get), min(p, key=p.get)
-            vs = [compare_pair(t, "mnist", m, "mle-diag-d", r, floor_of(floors, "mnist")) for r in o if r != "mle-diag-d"]
-            flags.append("no" if "no" in vs else ("tie" if "tie" in vs else "yes"))
-            parts.append(f"{METRIC_LABELS[m]}: best {scale.display(ob)} of {len(o)} rows (paper: {scale.display(pb)})"
-                         + (f", {vs.count('tie')} within the noise floor of Diag-D" if "tie" in vs else ""))
+            flag, text = paired.best_of(t, res.metrics, "mnist", m, "mle-diag-d", list(o))
+            flags.append(flag)
+            parts.append(f"{METRIC_LABELS[m]}: best {scale.display(ob)} of {len(o)} rows (paper: {scale.display(pb)}); "
+                         f"Diag-D: {text}")
         out.append(claim(self.CLAIMS[0], self.SECTION, noisy_flags_status(flags),
                          "; ".join(parts) if flags else "MNIST or MLE Diag-D not run", sc))
         # CelebA: competitive
@@ -175,7 +180,8 @@ class Interpolation(scale.Section6Experiment):
                          f"(paper {fmt(min(p[r] for r in mle), '.3g')} vs {fmt(min(p.values()), '.3g')})")
         out.append(claim(self.CLAIMS[1], self.SECTION, flags_status(flags),
                          "; ".join(parts) if flags else "CelebA or its MLE rows not run", sc))
-        out.append(claim(self.CLAIMS[2], self.SECTION, *rank_agreement(t, ran, columns=RATIOS, labels=METRIC_LABELS),
+        out.append(claim(self.CLAIMS[2], self.SECTION, *paired.rank_agreement(t, ran, res.metrics, columns=RATIOS,
+                                                                                labels=METRIC_LABELS),
                          sc))
         return out
 

@@ -62,6 +62,8 @@ def _kid_indexed(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, i: np.ndarra
     sx = kxx[np.ix_(i, i)]
     sy = kyy[np.ix_(j, j)]
     mx, my = i[:, None] != i[None, :], j[:, None] != j[None, :]
+    if not mx.any() or not my.any():  # a replicate that drew one sample N times: no pair to average
+        return math.nan
     return float(sx[mx].mean() + sy[my].mean() - 2.0 * kxy[np.ix_(i, j)].mean())
 
 
@@ -98,7 +100,7 @@ def bootstrap_fid_kid(gen, ref, n_boot: int = 200, seed: int = 0) -> dict:
     fb, kb = np.asarray(fb), np.asarray(kb)
     return {"fid": fid, "kid": kid, "fid_boot": fb.tolist(), "kid_boot": kb.tolist(),
             "fid_sd": float(fb.std(ddof=1)) if len(fb) > 1 else math.nan,
-            "kid_sd": float(kb.std(ddof=1)) if len(kb) > 1 else math.nan, "n": n, "m": m}
+            "kid_sd": float(np.nanstd(kb, ddof=1)) if np.isfinite(kb).sum() > 1 else math.nan, "n": n, "m": m}
 
 
 def paired_difference(value_a: float, value_b: float, boot_a: Sequence[float], boot_b: Sequence[float],

@@ -102,12 +102,16 @@ def interpolation_fid(
     fid_batch_size: int = 50,
     device: Optional[Union[str, torch.device]] = None,
     weights: Optional[str] = None,
+    n_boot: int = 0,
 ) -> dict:
     """FID of decoded interpolations (Table 5) between random pairs of ``images`` (test set in the paper).
 
     ``reference``: Inception features (``N×dims`` array, e.g. :func:`vaebook.metrics.fid.reference_features`;
     then KID is computed too) or anything :func:`vaebook.metrics.fid.fid` accepts (``FIDStats``, images, ...).
-    Returns ``fid``, ``n_pairs``, ``ratio`` (and ``kid``, ``kid_std`` with features).
+    Returns ``fid``, ``n_pairs``, ``ratio`` (and ``kid``, ``kid_std`` with features). With features and
+    ``n_boot`` > 0 also ``fid_boot``/``kid_boot``: the paired bootstrap replicates of
+    :func:`vaebook.metrics.fid_spread.bootstrap_fid_kid` (same pairs for every model at the same seed), and the FID
+    and KID are then its exact values on all features.
     """
     import numpy as np
 
@@ -115,6 +119,14 @@ def interpolation_fid(
     from .fid import fid_kid
 
     gen = interpolated_images(model, images, n_pairs=n_pairs, ratio=ratio, seed=seed, batch_size=batch_size)
+    if isinstance(reference, np.ndarray) and n_boot > 0:
+        from .fid import fid_features
+        from .fid_spread import bootstrap_fid_kid
+
+        feats = fid_features(gen, fid_batch_size, device, reference.shape[1], weights)
+        b = bootstrap_fid_kid(feats, reference, int(n_boot), seed)
+        return {"fid": b["fid"], "kid": b["kid"], "kid_std": b["kid_sd"], "fid_boot": b["fid_boot"],
+                "kid_boot": b["kid_boot"], "n_pairs": n_pairs, "ratio": ratio}
     if isinstance(reference, np.ndarray):
         r = fid_kid(gen, reference, batch_size=fid_batch_size, device=device, weights=weights, seed=seed)
         return {"fid": r["fid"], "kid": r["kid"], "kid_std": r["kid_std"], "n_pairs": n_pairs, "ratio": ratio}
