@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from vaebook import lab
+from vaebook.experiments import _collapse_claims as cc
+from vaebook.experiments import _collapse_page as cp
 from vaebook.experiments import collapse as cl
 from vaebook.experiments import smoothness as sm
 from vaebook.lab.params import ParameterError
@@ -195,7 +197,7 @@ def _fake(outcomes=("collapsed", "escaped", "escaped"), margin_hi=4.6, kl=(0.01,
 
 def test_summary_strings_come_from_the_numbers():
     none = EXP.summary(None)
-    assert all(none[k] == "no results yet" for k in cl.SUMMARY_KEYS)
+    assert all(none[k] == "no results yet" for k in cp.SUMMARY_KEYS)
     assert EXP.params["max_steps"] is sm.Smoothness.params["max_steps"] and "tr(C)" in EXP.params["n_eval"].doc
     assert none["cl_p_mse"] == "52.74" and "0.5 nats" in none["cl_rule"]
     s = EXP.summary(_fake())
@@ -207,11 +209,17 @@ def test_summary_strings_come_from_the_numbers():
     assert "60,000 training images" in s["cl_run"] and "1,874 steps per model" in s["cl_run"]
     assert s["cl_run"].startswith("preset cpu · test. ") and s["cl_run"].endswith(
         "; loss curves: 1 of 2 models flat (the last 20 % of logged steps gave < 5 % of the run's loss improvement, "
-        "or a change within 2 standard errors of the noise); 1 without a loss curve")
+        "or a change within 2 standard errors of the noise); 1 without a loss curve; cumulative training time of its "
+        "2 models: not recorded in this run")
+    # Table 1's claim read with these runs alone (no Table-1 run beside them): 1 escaped below collapse by 12.5
+    # nats against 1 collapsed run and 1 collapsed start that escaped by 1.5: 2 of 3 below
+    assert s["cl_claim"].startswith("not reproduced (the collapse page: 2 of 3 runs end below the collapsed loss")
+    assert none["cl_claim_rule"] == cc.RULE_COLLAPSE and "MNIST" in none["cl_claim_text"]
     assert not any("n/a" in v for v in s.values()), s
     # change a number, the string follows
     t = EXP.summary(_fake(outcomes=("collapsed", "collapsed", "collapsed"), margin_hi=0.25))
     assert t["cl_random"].startswith("2 of 2") and t["cl_collapsed"].startswith("1 of 1")
+    assert t["cl_claim"].startswith("not shown at this scale")  # every run collapsed
     assert t["cl_margin_hi"].startswith("0.25 nats") and t["cl_margin_hi"] != s["cl_margin_hi"]
     assert EXP.summary(_fake(kl=(0.01, 7.0, 0.002)))["cl_kl"] != s["cl_kl"]
 
@@ -224,32 +232,32 @@ def _runs(outcomes, margins):
 def test_answer_reads_the_outcomes_and_the_margins():
     esc, col = "escaped", "collapsed"
     # the start decides: random runs escape below collapse, collapsed starts stay
-    a = cl.answer(_runs([esc] * 3 + [col] * 3, [3.0, 5.0, 4.0, 0.0, 0.01, 0.02]), 1.0)
+    a = cp.answer(_runs([esc] * 3 + [col] * 3, [3.0, 5.0, 4.0, 0.0, 0.01, 0.02]), 1.0)
     assert a.startswith("0 of 3 trained runs from the random start ended collapsed; 3 of 3 trained runs from the "
                         "collapsed start ended collapsed. The start decides the outcome")
     assert a.endswith("3 of 3 escaped runs ended below the collapsed solution's objective (by 3 to 5 nats per "
                       "image), so collapse is not the optimum of this network's objective at σx² = 1.")
     # an escaped run above collapse: no claim about the optimum
-    b = cl.answer(_runs([esc] * 3 + [col] * 3, [3.0, -1.0, 4.0, 0.0, 0.0, 0.0]), 1.0)
+    b = cp.answer(_runs([esc] * 3 + [col] * 3, [3.0, -1.0, 4.0, 0.0, 0.0, 0.0]), 1.0)
     assert "2 of 3 escaped runs" in b and "not the optimum" not in b
-    assert "No run ended collapsed" in cl.answer(_runs([esc] * 6, [1.0] * 6), 1.0)
-    assert "Every run ended collapsed" in cl.answer(_runs([col] * 6, [0.0] * 6), 1.0)
-    mixed = cl.answer(_runs([col, esc, esc, col, esc, col], [0.0, 2.0, 2.0, 0.0, 2.0, 0.0]), 1.0)
+    assert "No run ended collapsed" in cp.answer(_runs([esc] * 6, [1.0] * 6), 1.0)
+    assert "Every run ended collapsed" in cp.answer(_runs([col] * 6, [0.0] * 6), 1.0)
+    mixed = cp.answer(_runs([col, esc, esc, col, esc, col], [0.0, 2.0, 2.0, 0.0, 2.0, 0.0]), 1.0)
     assert "varies with the learning rate and the seed" in mixed and "1 of 3 trained runs from the random" in mixed
     dnt = _runs(["did not train"] * 6, [None] * 6)
-    assert cl.answer(dnt, 1.0) == "no run trained, so there is no answer"
+    assert cp.answer(dnt, 1.0) == "no run trained, so there is no answer"
 
 
 def test_table1_row_is_the_random_start_at_the_papers_lr_over_seeds():
     runs = pd.DataFrame({"init": ["random"] * 4 + ["collapsed"], "lr": [1e-3, 1e-3, 1e-3, 1e-4, 1e-3],
                          "outcome": ["escaped", "escaped", "did not train", "collapsed", "collapsed"],
                          "mse": [20.0, 24.0, None, 52.0, 52.7], "kl": [10.0, 12.0, None, 0.0, 0.0]})
-    line = cl.table1_row_line(runs, "52.74", "0.0")
+    line = cp.table1_row_line(runs, "52.74", "0.0")
     # mean ± s.d. (ddof 1) of 20, 24 and of 10, 12: only the two trained runs at lr 1e-3 from the random start
     assert line == ("MSE 22 ± 2.8, KL 11 ± 1.4 nats (mean ± s.d. over 2 seeds, 1 did not train; the paper: MSE 52.74, "
                     "KL 0.0); 0 of 2 collapsed")
-    assert cl.table1_row_line(runs[runs["lr"] != 1e-3], "52.74", "0.0").startswith("not run")
-    assert cl.table1_row_line(runs, "52.74", "0.0", sigma_x2=0.5).startswith("not in this run")
+    assert cp.table1_row_line(runs[runs["lr"] != 1e-3], "52.74", "0.0").startswith("not run")
+    assert cp.table1_row_line(runs, "52.74", "0.0", sigma_x2=0.5).startswith("not in this run")
 
 
 def test_notebook_glue_keys_are_all_glued():
@@ -258,6 +266,7 @@ def test_notebook_glue_keys_are_all_glued():
     keys = set(re.findall(r"\{glue:text\}`([^`]+)`", prose))
     assert keys and keys <= set(EXP.summary(None))
     assert "Run: {glue:text}`cl_run`." in prose  # one glue: without results the page says "no results yet" once
+    assert "{glue:text}`cl_claim`" in prose and "{glue:text}`cl_claim_rule`" in prose  # the claim, with its rule
 
 
 # --- end to end at smoke ------------------------------------------------------------------------------------
@@ -300,3 +309,27 @@ def test_smoke_end_to_end(tmp_path, data_root):
     lab.run(EXP, params, log=lines.append)
     assert not any("training" in x or re.search(r"\] \d+/\d+ ", x) for x in lines), lines
     assert math.isfinite(float(runs["neg_elbo"].iloc[0]))
+
+
+def test_run_line_sums_the_training_time_of_every_model():
+    """The run line states the models' cumulative training time from their ``train_s`` (a model reused from the zoo
+    counts with its own training), or says it was not recorded."""
+    m = _fake().metrics
+    m["records"] = [{"steps": 1874, "train_s": 1169.2}, {"steps": 1874, "train_s": 371.5}]
+    assert cp.run_line(m).endswith("; cumulative training time of its 2 models 1,541 s (0.43 h), reused models included")
+
+
+def test_committed_run_gathers_the_table1_row_into_the_claim():
+    """On the committed cpu results the page reads Table 1's claim with the smoothness page's σx² = 1 row beside its
+    own 18 runs: 19 models, the tally recomputed here from the stored numbers."""
+    d = REPO / "results" / "cpu"
+    if not (d / "collapse" / "provenance.json").is_file() or not (d / "smoothness" / "provenance.json").is_file():
+        pytest.skip("no committed cpu results")
+    res = lab.load_results(d / "collapse")
+    runs = res.tables[cl.RUNS]
+    below = int((pd.to_numeric(runs["margin_achieved"]) > cc.OBJECTIVE_MARGIN).sum())
+    s = EXP.summary(res)
+    assert s["cl_claim"].startswith("not reproduced (at σx² = 1: KL")
+    assert f"{below + 1} of {len(runs) + 1} models that trained end more than 1 nat below collapse" in s["cl_claim"]
+    secs = sum(r["train_s"] for r in res.metrics["records"])
+    assert f"cumulative training time of its {len(runs)} models {secs:,.0f} s" in s["cl_run"]

@@ -204,7 +204,9 @@ def test_experiment_sources_follow_the_modules_an_experiment_imports(tmp_path):
     assert names("d.py") == ["_c.py", "a.py", "b.py", "d.py", "sub/__init__.py"]
     assert names("e.py") == ["e.py"]
     real = Path(__file__).resolve().parents[1] / "vaebook" / "experiments"
-    assert [p.name for p in experiment_sources(real / "collapse.py")] == ["collapse.py", "smoothness.py"]
+    assert [p.name for p in experiment_sources(real / "collapse.py")] == [
+        "_collapse_claims.py", "_collapse_page.py", "_smoothness_claims.py", "_smoothness_page.py", "collapse.py",
+        "smoothness.py"]
     assert [p.name for p in experiment_sources(real / "noise_variance.py")] == ["noise_variance.py"]
     assert "_scale6.py" in [p.name for p in experiment_sources(real / "celebahq.py")]
 
