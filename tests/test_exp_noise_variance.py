@@ -18,6 +18,8 @@ EXP = nv.EXPERIMENT
 REPO = Path(__file__).resolve().parents[1]
 TABLE3_COLUMNS = ["row", "dataset", "metric", "noise_pattern", "s_x2", "model", "paper", "ours", "reference_0.007",
                   "reference_ours", "verdict", "reason", "printed"]
+#: every column of a single-seed table: the comparison columns, then the alternatives claim 4 reads
+TABLE3_ALL = TABLE3_COLUMNS + list(nv.ALTERNATIVE_COLUMNS)
 
 
 # --- partition averages of the MLE variances --------------------------------------------------------------
@@ -179,12 +181,16 @@ def test_a_model_whose_output_ignores_its_input_did_not_train():
 def test_our_clean_estimate_is_the_trend_baseline():
     clean = {"SU": 0.1, "SL": 0.1, "BU": 0.1, "BL": 0.1, "counts": COUNTS}
     results = {"dd": _unit("spatial", 0.1, "diag-d", {"SU": 0.19, "SL": 0.12, "BU": 0.21, "BL": 0.11})}
-    t = nv.table3(results, clean).set_index(["row", "metric"])
+    t = nv.table3(results, clean, max_ratio=None).set_index(["row", "metric"])
     key = nv.row_key("spatial", 0.1)
     # with a 0.1 clean baseline, 0.12 on a clean partition is closer to 0.1 than to 0.2: the trend holds
     assert t.loc[(key, "diagD_SL"), "verdict"] == "trend holds"
     assert t.loc[(key, "diagD_SL"), "reference_ours"] == pytest.approx(0.1)
     assert "our clean estimate" in t.loc[(key, "diagD_SL"), "reason"]
+    # ... unless it is further from the paper's value (0.0065) than the trend's magnitude bound allows
+    bounded = nv.table3(results, clean).set_index(["row", "metric"])
+    assert bounded.loc[(key, "diagD_SL"), "verdict"] == "differs"
+    assert "outside the trend's magnitude bound" in bounded.loc[(key, "diagD_SL"), "reason"]
 
 
 def test_ours_only_when_the_paper_has_no_such_row():
@@ -355,7 +361,7 @@ def test_a_cell_none_of_whose_seeds_trained_did_not_train():
     assert mine["ours"].tolist() == pytest.approx([0.06] * 4)  # shown (the mean), not scored
     # one seed: no seed columns, the cell as before
     single = nv.table3(_seeded({0: vals[0]}), None)
-    assert not set(nv.SEED_COLUMNS) & set(single.columns) and list(single.columns) == TABLE3_COLUMNS
+    assert not set(nv.SEED_COLUMNS) & set(single.columns) and list(single.columns) == TABLE3_ALL
 
 
 def test_seed_records_round_trip_and_the_page_says_how_many_seeds():
@@ -441,9 +447,14 @@ def test_committed_medium_table3_is_recounted_from_the_stored_numbers():
     old = pd.read_csv(d / "table3.csv")
     new = nv.table3_from_records(m["records"], rel_tol=rel_tol)
     assert old["verdict"].value_counts().to_dict() == NEW_COUNTS
-    assert list(old.columns) == list(new.columns)
-    assert old["verdict"].fillna("").tolist() == new["verdict"].fillna("").tolist()
-    assert old["reason"].tolist() == new["reason"].tolist()
+    assert list(new.columns) == list(old.columns) + list(nv.ALTERNATIVE_COLUMNS)
+    # the recount reproduces every stored verdict but those the trend's magnitude bound (issue 26) turns to differs
+    bound = new["reason"].str.contains("outside the trend's magnitude bound", na=False)
+    assert (old.loc[bound, "verdict"] == "trend holds").all() and (new.loc[bound, "verdict"] == "differs").all()
+    assert old.loc[~bound, "verdict"].fillna("").tolist() == new.loc[~bound, "verdict"].fillna("").tolist()
+    assert old.loc[~bound, "reason"].tolist() == new.loc[~bound, "reason"].tolist()
+    ratio = new.loc[bound, "ours"] / new.loc[bound, "paper"]
+    assert ((ratio > nv.TREND_MAX_RATIO) | (ratio < 1 / nv.TREND_MAX_RATIO)).all()
     for c in ("ours", "reference_0.007", "reference_ours"):
         pd.testing.assert_series_equal(old[c], new[c], check_exact=False, rtol=1e-12)
     wide = pd.read_csv(d / "ours_table3.csv")
@@ -507,7 +518,7 @@ def test_smoke_end_to_end(data_root, tmp_path):
     assert sorted(p.name for p in d.iterdir()) == ["fig_estimates_vs_paper.png", "metrics.json", "ours_table3.csv",
                                                     "provenance.json", "table3.csv"]
     t = pd.read_csv(d / "table3.csv")
-    assert list(t.columns) == TABLE3_COLUMNS and len(t) == 72
+    assert list(t.columns) == TABLE3_ALL and len(t) == 72
     ours = t[t["ours"].notna()]
     assert len(ours) == 9 and set(ours["row"]) == {nv.row_key("spatial", 0.1)}  # smoke: spatial, s_x² = 0.1
     assert set(ours["verdict"]) <= set(VERDICTS) and t.loc[t["ours"].isna(), "verdict"].isna().all()

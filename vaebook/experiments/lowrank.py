@@ -37,6 +37,9 @@ import pandas as pd
 import torch
 
 from vaebook.experiments import _scale6 as scale
+from vaebook.experiments._lowrank_claims import (CLAIMS, SECTION, apply_guard, guard, guarded, reading, rules,
+                                                 total_variance)
+from vaebook.experiments._lowrank_display import eigen_figure, samples_figure, spectrum_figure
 from vaebook.lab import Experiment, ParamSpec, Unit, rows_frame
 from vaebook.lab.display import fmt
 
@@ -71,6 +74,7 @@ class LowRank(Experiment):
 
     name = "lowrank"
     title = "Beyond the paper: a low-rank decoder covariance"
+    SECTION, CLAIMS = SECTION, CLAIMS
     presets = PRESETS
     full_cost = ("The `cpu` preset trains six MNIST models (about 3–4 min each on 2 CPU cores; Iso-I and Diag-I are "
                  "reused when the generation page trained them) and scores each with k = 500 importance samples on "
@@ -167,17 +171,19 @@ class LowRank(Experiment):
         table = compare(ours, pd.DataFrame(), lambda c, t: ("ours only", ""), order)
         key = table.assign(_m=table["metric"].map(lambda x: METRICS.index(x) if x in METRICS else len(METRICS)))
         table = key.sort_values(["_m"], kind="stable").drop(columns="_m").reset_index(drop=True)
-        run.write_table(TABLE, table)
         ok = {r["model"]: r for r in results.values() if "reason" not in r}
         data = scale.load(ctx, DATASET)
         job = scale.job(ctx.p["models"][0], DATASET, ctx.p)
         wide = pd.DataFrame([{"model": scale.display(m), **{METRIC_LABELS[k]: r["values"].get(k) for k in METRICS}}
                              for m, r in ok.items()])
-        if len(wide):
-            run.write_table("table_lowrank_wide", wide)
         comps = comparisons({m: r["per_image"] for m, r in ok.items()}, {m: r["values"] for m, r in ok.items()})
-        if len(comps):
-            run.write_table("table_lowrank_hypothesis", comps)
+        # a model whose test MSE is not below tr C (the test images' mean image's) is worse than a constant output
+        tr_c = total_variance(data.test)
+        excluded = guard({m: r["values"] for m, r in ok.items()}, tr_c)
+        tables = apply_guard({TABLE: table, "table_lowrank_wide": wide, "table_lowrank_hypothesis": comps}, excluded)
+        for name, t in tables.items():
+            if name == TABLE or len(t):
+                run.write_table(name, t)
         eig = {m: r["variance"] for m, r in ok.items() if r["variance"].get("eigen_images") is not None}
         if eig:
             run.save_figure(eigen_figure(eig), "fig_eigen_images")
@@ -190,20 +196,36 @@ class LowRank(Experiment):
                     "n_test": len(data.test), "train": job.train_dict, "iwae_k": int(ctx.p["iwae_k"]),
                     "fid_samples": n_fid, "fid_dims": dims, "fid_comparable": scale.fid_comparable(n_fid, dims),
                     "models": list(ctx.p["models"]), "from_cache": {r["model"]: r["from_cache"] for r in results.values()},
-                    "did_not_train": {r["model"]: r["reason"] for r in results.values() if "reason" in r}}
+                    "did_not_train": {r["model"]: r["reason"] for r in results.values() if "reason" in r},
+                    "tr_c_test": tr_c, "worse_than_constant": excluded}
         run.write_metrics({"values": {m: r["values"] for m, r in ok.items()},
                            "variance": {m: {k: v for k, v in r["variance"].items() if k != "eigen_images"}
                                         for m, r in ok.items()},
                            "kid_std": {m: r["kid_std"] for m, r in ok.items()},
-                           "hypothesis": reading(comps), "settings": {DATASET: settings},
+                           "hypothesis": reading(comps, excluded, SE_BAND), "settings": {DATASET: settings},
                            "verdicts": verdict_counts(table)})
 
     # -- the page -------------------------------------------------------------------------------
+    def find(self, results_dir="results", table=None, below=None):
+        """The largest-scale results (:meth:`Experiment.find`) with the worse-than-a-constant guard applied to their
+        tables (:func:`~vaebook.experiments._lowrank_claims.guarded`: nothing recomputed but tr C)."""
+        res = super().find(results_dir, table, below)
+        if res is not None:
+            guarded(res)
+        return res
+
+    def claims(self, res) -> list:
+        """The hypothesis as claims (:func:`~vaebook.experiments._lowrank_claims.claims`), section :data:`SECTION`."""
+        from vaebook.experiments._lowrank_claims import claims
+
+        return claims(res, SE_BAND)
+
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where a result lacks a value, 'no results yet' without results."""
         keys = ("lr_label", "lr_run", "lr_likelihood", "lr_smooth", "lr_outcome", "lr_calibration", "lr_time",
-                "lr_settings")
+                "lr_settings", "lr_guard")
         out = {k: "no results yet" for k in keys}
+        out["lr_claim_rules"] = rules(SE_BAND)
         if res is None:
             return out
         out.update({k: "n/a" for k in keys})
@@ -216,7 +238,12 @@ class LowRank(Experiment):
                                   f"importance samples, FID/KID from {fmt(st.get('fid_samples'), ',.0f')} samples "
                                   f"with {fmt(st.get('fid_dims'), '.0f')}-d features")
         comps = res.tables.get("table_lowrank_hypothesis")
-        h = reading(comps) if comps is not None else (m.get("hypothesis") or {})  # the text from the numbers
+        excluded, tr_c, src = guarded(res)
+        bad = " ".join(f"{scale.display(k)}: {v.removeprefix('did not train: ')}; it is not evidence."
+                       for k, v in excluded.items())
+        out["lr_guard"] = (f"tr C of the test images = {fmt(tr_c, '.4g')} ({src}). "
+                           + (bad or "Every model's test MSE is below it.")) if tr_c is not None else f"Not read: {src}."
+        h = reading(comps, excluded, SE_BAND) if comps is not None else (m.get("hypothesis") or {})
         out.update({k: h[k] for k in ("lr_likelihood", "lr_smooth", "lr_outcome") if h.get(k)})
         order = list(st.get("models") or [])
         vals = dict(sorted((m.get("values") or {}).items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
@@ -363,106 +390,6 @@ def comparisons(per_image: dict, values: dict) -> pd.DataFrame:
                     row.update({f"d_{k}": mean, f"se_{k}": se, f"{k}_is": direction(mean, se)})
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _ranks(df: pd.DataFrame, mask) -> str:
-    r = sorted(df.loc[mask, "rank"].unique().tolist())
-    return ", ".join(str(x) for x in r) if r else "none"
-
-
-def reading(comps: pd.DataFrame) -> dict:
-    """The hypothesis read from the paired comparisons: per rank, whether the low-rank model's NLL is lower than
-    *both* baselines' and whether its means are smoother than *both* (higher MSE and lower gradient energy), each
-    beyond ``SE_BAND`` standard errors; sentences for the page."""
-    if comps is None or not len(comps) or "nll_deq_is" not in comps:
-        return {}
-    ranks = sorted(comps["rank"].unique().tolist())
-    per = {}
-    for r in ranks:
-        c = comps[comps["rank"] == r]
-        lik = bool((c["nll_deq_is"] == "lower").all())
-        smooth = bool(((c.get("mse_is") == "higher") & (c.get("grad_is") == "lower")).all())
-        per[r] = {"nll_lower": lik, "smoother": smooth, "baselines": c["baseline"].tolist()}
-    bases = " and ".join(scale.display(b) for b in dict.fromkeys(comps["baseline"]))
-
-    def detail(key, fmt_spec):
-        parts = []
-        for r in ranks:
-            c = comps[comps["rank"] == r]
-            parts.append(f"r = {r}: " + ", ".join(
-                f"{fmt(x[f'd_{key}'], fmt_spec)} ± {fmt(SE_BAND * x[f'se_{key}'], fmt_spec)} vs "
-                f"{scale.display(x['baseline'])}" for _, x in c.iterrows() if f"d_{key}" in x and not pd.isna(x[f"d_{key}"])))
-        return "; ".join(parts)
-
-    lik_yes = [r for r in ranks if per[r]["nll_lower"]]
-    sm_yes = [r for r in ranks if per[r]["smoother"]]
-    both = [r for r in ranks if per[r]["nll_lower"] and per[r]["smoother"]]
-    fmt_r = lambda rs: ", ".join(map(str, rs)) if rs else "none"  # noqa: E731
-    out = {
-        "per_rank": per,
-        "lr_likelihood": (f"Dequantised NLL, low-rank minus baseline per test image (mean ± {SE_BAND:g} s.e., nats): "
-                          f"{detail('nll_deq', '.1f')}. Lower than {bases} beyond {SE_BAND:g} s.e. at r ∈ "
-                          f"{{{fmt_r(lik_yes)}}} of {{{fmt_r(ranks)}}}."),
-        "lr_smooth": (f"MSE difference {detail('mse', '.2f')}; reconstruction gradient-energy difference "
-                      f"{detail('grad', '.3g')}. Higher MSE and lower gradient energy than {bases} (smoother means) "
-                      f"at r ∈ {{{fmt_r(sm_yes)}}}."),
-    }
-    if both:
-        verdict_text = f"both halves happened at r ∈ {{{fmt_r(both)}}}"
-    elif lik_yes or sm_yes:
-        verdict_text = (f"only one half happened: a better likelihood at r ∈ {{{fmt_r(lik_yes)}}}, smoother means at "
-                        f"r ∈ {{{fmt_r(sm_yes)}}}")
-    else:
-        verdict_text = "neither half happened at any rank run"
-    out["lr_outcome"] = (f"Hypothesis (better likelihood and smoother means than {bases}): {verdict_text}. "
-                         "One training run per model, differences judged over test images only.")
-    return out
-
-
-# -- figures --------------------------------------------------------------------------------------------
-def eigen_figure(eig: dict):
-    """Top columns of Û as images, one strip per low-rank model (each image scaled to its own ±max, grey = 0)."""
-    from vaebook.lab.display import grid_figure
-
-    blocks = []
-    for m, v in eig.items():
-        u = v["eigen_images"]
-        scale_ = u.flatten(1).abs().amax(1).clamp_min(1e-12).reshape(-1, 1, 1, 1)
-        fitted = "" if v.get("fitted") else "\n(U not fitted yet: burn-in)"
-        blocks.append((f"{scale.display(m)}\nσ̂² = {fmt(v.get('sigma2'), '.2g')}{fitted}", 0.5 + 0.5 * u / scale_))
-    return grid_figure(blocks, title="Top columns of Û (Σx = σ̂²I + ÛÛᵀ), grey = 0, each scaled to its own range")
-
-
-def spectrum_figure(eig: dict):
-    """Eigenvalues of each low-rank model's running residual second moment S, with its σ̂²."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    for m, v in eig.items():
-        spec = [max(s, 1e-12) for s in v["spectrum"]]
-        line, = ax.plot(range(1, len(spec) + 1), spec, label=scale.display(m), lw=1)
-        ax.axhline(v["sigma2"], color=line.get_color(), ls=":", lw=0.8)
-        ax.axvline(v["rank"], color=line.get_color(), ls="--", lw=0.5)
-    ax.set_yscale("log")
-    ax.set_xscale("log")
-    ax.set_xlabel("eigenvalue index j")
-    ax.set_ylabel("λ_j of the running S = E[r rᵀ]")
-    ax.set_title("Residual spectrum (dotted: σ̂², dashed: r)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def samples_figure(imgs: dict, gt: torch.Tensor):
-    """Test images, then per model its reconstructions and prior / GMM-10 samples."""
-    from vaebook.lab.display import grid_figure
-
-    blocks = [("test images", gt)]
-    for m, im in imgs.items():
-        for k, lab in (("recon", "recon"), ("prior", "prior"), ("gmm10", "GMM-10")):
-            if k in im:
-                blocks.append((f"{scale.display(m)}: {lab}", im[k]))
-    return grid_figure(blocks, title="Reconstructions and samples")
 
 
 EXPERIMENT = LowRank()
