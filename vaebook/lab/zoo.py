@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from vaebook.io import atomic_torch_save, atomic_write_text
+from vaebook.io import CorruptCacheError, atomic_torch_save, atomic_write_text, discard, load_torch_file
 
 CODE_PACKAGES = ("models", "nets", "variance", "train")
 FORMAT = 2
@@ -148,15 +148,33 @@ class Zoo:
             meta = json.loads(meta_p.read_text())
         except (OSError, json.JSONDecodeError):
             return None
+        if not isinstance(meta, dict):
+            return None
         if meta.get("key") != json.loads(json.dumps(key, default=str)):
             return None
-        hist = json.loads((d / "history.json").read_text()) if (d / "history.json").is_file() else []
+        try:
+            hist = json.loads((d / "history.json").read_text()) if (d / "history.json").is_file() else []
+        except (OSError, ValueError):
+            self.log(f"corrupt cache entry {d / 'history.json'}: not JSON. Delete it or re-run: "
+                     f"{job.label} is trained again (discarded)")
+            discard(meta_p)
+            return None
         if meta.get("status") != "ok":
             return TrainedModel(job, None, hist, True, meta, meta.get("reason", "training failed"))
         model = job.build()
         try:
-            model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError):
+            state = load_torch_file(d / "model.pt", fix=f"re-run: {job.label} is trained again")
+            model.load_state_dict(state)
+        except (CorruptCacheError, RuntimeError, ValueError, KeyError, TypeError) as e:
+            # a damaged, planted or mismatched entry is never used: say so, discard it, train again
+            msg = str(e) if isinstance(e, CorruptCacheError) else (
+                f"corrupt cache entry {d / 'model.pt'}: its weights do not fit {job.label} ({type(e).__name__}). "
+                "Delete it or re-run: the model is trained again")
+            self.log(f"{msg} (discarded)")
+            discard(d / "meta.json")
+            discard(d / "model.pt")
+            return None
+        except OSError:
             return None
         return TrainedModel(job, model.to(resolve_device(self.device)).eval(), hist, True, meta)
 
@@ -182,6 +200,17 @@ class Zoo:
         atomic_write_text(d / "meta.json", json.dumps(meta, indent=1, default=str))  # last: entry complete
         shutil.rmtree(d / "checkpoint", ignore_errors=True)
         tm.meta = meta
+
+    def _drop_corrupt_checkpoint(self, path: Path, job: Job) -> None:
+        """A checkpoint that cannot be read (cut short, damaged, planted) is reported and removed, so the
+        model trains from the start instead of failing on PyTorch's raw zip/unpickling error."""
+        if not path.is_file():
+            return
+        try:
+            load_torch_file(path, fix="re-run: the model trains from the start")
+        except CorruptCacheError as e:
+            self.log(f"{e} ({job.label}: discarded, training from the start)")
+            discard(path)
 
     def train(self, jobs: Sequence[Job], batched: Optional[bool] = None) -> dict:
         """``{job: TrainedModel}`` for every job: cached ones loaded, the rest trained and cached one by one."""
@@ -234,6 +263,7 @@ class Zoo:
             d, _ = self._entry(job)
             cfg = job.config(str(dev))
             cfg.checkpoint_dir, cfg.resume = str(d / "checkpoint"), True
+            self._drop_corrupt_checkpoint(d / "checkpoint" / "checkpoint.pt", job)
             model = job.build()
             t0 = time.perf_counter()
             try:
