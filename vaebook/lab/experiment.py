@@ -28,6 +28,7 @@ import pandas as pd
 
 import torch
 
+from vaebook.checks import InputError
 from vaebook.io import CorruptCacheError, atomic_torch_save, discard, load_torch_file
 from vaebook.lab.params import ParameterError, check_device, common_params, validate_params
 from vaebook.lab.results import Run, find_results, jsonable
@@ -219,6 +220,10 @@ def validate_plan(units: list, ctx: Context) -> None:
         bs = job.train_dict.get("batch_size", 64)
         if n < bs:
             raise ParameterError(f"{job.label}: {n} training images but batch_size {bs}; choose n_train >= {bs}.")
+        try:
+            job.check(ctx.job_data(job))
+        except InputError as e:
+            raise ParameterError(str(e)) from None
 
 
 def run(exp: Experiment, params: dict, log: Callable = print) -> Run:

@@ -23,10 +23,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from vaebook.checks import check_fit
 from vaebook.io import CorruptCacheError, atomic_torch_save, atomic_write_text, discard, load_torch_file
 
 CODE_PACKAGES = ("models", "nets", "variance", "train")
@@ -87,6 +89,14 @@ class Job:
         from vaebook.train import TrainConfig
 
         return TrainConfig(**{**self.train_dict, "seed": self.seed, "device": device}).validate()
+
+    def check(self, images) -> None:
+        """Refuse, before any training, a setting or training images ``fit`` cannot use: a non-finite or
+        non-positive lr, images of another shape than the dataset's, NaN/inf pixels (:func:`vaebook.checks.check_fit`)."""
+        from vaebook.data import dataset_spec
+
+        check_fit(SimpleNamespace(x_shape=dataset_spec(self.dataset).x_shape), images, self.config("cpu"),
+                  where=self.label)
 
     def builder_kwargs(self) -> dict:
         """The builder's arguments: the dataset's per-model defaults, then the job's own."""
@@ -229,6 +239,8 @@ class Zoo:
                 todo.append(job)
         if not todo:
             return out
+        for job in todo:  # every job's settings and images, before the first step of any
+            job.check(self.data_fn(job))
         if batched is None:
             batched = dev.type == "cuda" and len(todo) > 1
         self.log(f"training {len(todo)} model(s) on {dev}: " + ", ".join(j.label for j in todo))
