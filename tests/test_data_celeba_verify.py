@@ -159,3 +159,21 @@ def test_real_split_file_and_manifest_verify(data_root):
     table = read_partition(base / "list_eval_partition.txt")
     manifest = read_manifest(base / MANIFEST_FILE, table, base / "list_eval_partition.txt")
     assert len(table) == N_IMAGES and len(manifest) == 13_668
+
+
+# -- the loaders' own arguments -------------------------------------------------------------------------------
+def test_loader_arguments_are_refused_before_any_work(tmp_path, isolated_cache, tiny_mnist):
+    from vaebook.data import InvalidArgumentError, load_dataset, load_mnist, make_noisy_mnist
+
+    root, _, _ = _celeba(tmp_path)
+    with pytest.raises(InvalidArgumentError, match=r"load_celeba: argument 'size' = 0; expected a positive integer"):
+        load_celeba("train", root, size=0)
+    with pytest.raises(InvalidArgumentError, match=r"load_dataset\('celeba64'\): unknown argument\(s\) \['pattern'\]; "
+                                                   r"this dataset's loader takes \['as_float', 'resample', 'use_cache'\]"):
+        load_dataset("celeba64", "train", root, pattern="uniform")
+    with pytest.raises(InvalidArgumentError, match="'download' = 'yes'"):
+        load_mnist("train", tiny_mnist[0], download="yes")
+    x, y = load_mnist("train", tiny_mnist[0], as_float=True)
+    with pytest.raises(InvalidArgumentError, match=r"'s2' = inf; expected a finite noise variance"):
+        make_noisy_mnist(x, y, "uniform", float("inf"), 0)
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .celeba_files import MANIFEST_FILE, REFETCH_IMAGE, read_manifest, read_partition, select_images, verify_images
-from .errors import ENV_HINT, CorruptFileError, EmptyImageFolderError, MissingDataError, unknown
+from .errors import ENV_HINT, CorruptFileError, EmptyImageFolderError, MissingDataError, check_size, unknown
 from .images import cached_decode, scan_images
 from .root import require_dir, resolve_data_root
 
@@ -86,6 +86,7 @@ def load_celeba(split: str = "train", root=None, size: int = 64, as_float: bool 
     (float32 in [0, 1] with ``as_float``), in file-name order."""
     if split not in CELEBA_SPLITS and split != "all":
         raise unknown("CelebA split", split, [*CELEBA_SPLITS, "all"])
+    check_size("load_celeba", size)
     img_dir, names, part, signature = _present(root)
     if split != "all":
         sel = part == CELEBA_SPLITS[split]
