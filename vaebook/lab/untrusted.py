@@ -190,11 +190,11 @@ def read_table(path):
     """A results table (``*.csv``) as a DataFrame, checked (parses, unique columns, known verdicts, no markup)."""
     try:
         df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError, csv.Error) as e:
         raise _fail(path, None, f"cannot be read as CSV ({type(e).__name__}: {str(e).strip()[:120]})",
                     "a comma-separated table with a header line") from None
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
         raise _fail(path, dup[0], "is a repeated column name", "unique column names")
