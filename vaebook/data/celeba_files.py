@@ -134,13 +134,13 @@ def read_manifest(path: Path, partition: dict, split_path: Path):
     return out
 
 
-def md5_of(path) -> str:
-    """MD5 of an image file, remembered under its :func:`stat_key`."""
+def md5_of(path) -> tuple:
+    """``(size, MD5)`` of an image file, the MD5 remembered under its :func:`stat_key`."""
     key = stat_key(path)
     if key not in _HASHES:
         with open(path, "rb") as fh:
             _HASHES[key] = hashlib.md5(fh.read()).hexdigest()
-    return _HASHES[key]
+    return key[1], _HASHES[key]
 
 
 def _listing(names: list) -> str:
@@ -150,7 +150,7 @@ def _listing(names: list) -> str:
 def verify_images(img_dir: Path, names: list, manifest) -> list:
     """``[name, size, md5]`` of every image in ``names`` (the decode cache's content key); with a manifest,
     every image must exist with the manifest's size and MD5 (:class:`MissingDataError`, :class:`ChecksumError`)."""
-    missing = [n for n in names if not (img_dir / n).is_file()]
+    missing = [n for n in names if not os.path.isfile(img_dir / n)]
     if missing:
         raise MissingDataError(
             f"{len(missing):,} CelebA image(s) listed in {MANIFEST_FILE} are missing from {str(img_dir)!r}: "
@@ -158,8 +158,7 @@ def verify_images(img_dir: Path, names: list, manifest) -> list:
     sig, bad = [], []
     for n in names:
         p = img_dir / n
-        md5 = md5_of(p)
-        size = os.stat(p).st_size
+        size, md5 = md5_of(p)
         if manifest is not None and (size, md5) != manifest[n][1:]:
             bad.append(f"{n} ({size} bytes, MD5 {md5}; manifest: {manifest[n][1]} bytes, MD5 {manifest[n][2]})")
         sig.append([n, size, md5])
