@@ -55,17 +55,27 @@ def tiny_mnist(tmp_path, monkeypatch):
     return tmp_path, arrays
 
 
-def write_celeba(root: Path, images: dict, partition: dict, quality: int = 95) -> Path:
-    """Write ``{name: HxWx3 uint8}`` JPEGs into root/celeba/img_align_celeba and a split file
-    listing ``partition`` ({name: 0|1|2}, CRLF like the original)."""
+def write_celeba(root: Path, images: dict, partition: dict, quality: int = 95, manifest: bool = False) -> Path:
+    """Write ``{name: HxWx3 uint8}`` JPEGs into root/celeba/img_align_celeba and the official split file
+    (CRLF, 202,599 lines, as released); ``partition`` ({name: 0|1|2}) must agree with it. With ``manifest``,
+    also a SUBSET_MANIFEST.tsv (name, partition, bytes, md5) of the written images."""
     from PIL import Image
 
+    from vaebook.data.celeba_files import official_partition, official_partition_text
+
+    for n, part in partition.items():
+        assert official_partition(int(n[:6])) == part, f"{n} is in partition {official_partition(int(n[:6]))}"
     img_dir = root / "celeba" / "img_align_celeba"
     img_dir.mkdir(parents=True, exist_ok=True)
     for name, arr in images.items():
         Image.fromarray(arr).save(img_dir / name, quality=quality)
-    lines = "".join(f"{n} {p}\r\n" for n, p in sorted(partition.items()))
-    (root / "celeba" / "list_eval_partition.txt").write_bytes(lines.encode())
+    (root / "celeba" / "list_eval_partition.txt").write_bytes(official_partition_text().encode())
+    if manifest:
+        lines = ["# file\tpartition(0=train,1=val,2=test)\tbytes\tmd5"]
+        for n in sorted(n for n in images if n in partition):
+            data = (img_dir / n).read_bytes()
+            lines.append(f"{n}\t{partition[n]}\t{len(data)}\t{hashlib.md5(data).hexdigest()}")
+        (root / "celeba" / "SUBSET_MANIFEST.tsv").write_text("\n".join(lines) + "\n")
     return img_dir
 
 

@@ -10,6 +10,7 @@ from conftest import write_celeba
 from vaebook.data import (CorruptFileError, EmptyImageFolderError, MissingDataError, celeba_split_counts,
                           center_crop_box, load_celeba, load_dataset)
 from vaebook.data import cache as cache_mod
+from vaebook.data.celeba_files import official_partition_text
 from vaebook.data import images as images_mod
 
 W, H, CROP, OUT = 178, 218, 140, 64
@@ -103,10 +104,12 @@ def test_cache_hit_skips_decoding(tiny_celeba, isolated_cache, monkeypatch):
     monkeypatch.setattr(images_mod, "decode_stack", no_decode)
     assert torch.equal(load_celeba("train", root), first)
     assert torch.equal(load_celeba("test", root), load_celeba("all", root)[4:])  # one entry serves every split
-    # a changed file or another filter is a miss
+    # the key is the files' content: a new mtime alone is a hit, new content or another filter is a miss
     p = root / "celeba" / "img_align_celeba" / "000002.jpg"
     st = os.stat(p)
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert torch.equal(load_celeba("train", root), first)
+    Image.fromarray(_smooth(42)).save(p, quality=95)
     with pytest.raises(AssertionError, match="decoded"):
         load_celeba("train", root)
     with pytest.raises(AssertionError, match="decoded"):
@@ -114,13 +117,17 @@ def test_cache_hit_skips_decoding(tiny_celeba, isolated_cache, monkeypatch):
 
 
 def test_cache_keeps_one_entry_per_recipe(tiny_celeba, isolated_cache):
-    """A data folder re-copied with new mtimes supersedes its old entry; another filter is another recipe."""
+    """A data folder re-copied with new mtimes keeps its entry (the key is the content); changed content
+    supersedes the old entry; another filter is another recipe."""
     root = tiny_celeba[0]
     load_celeba("train", root)
     (first,) = isolated_cache.iterdir()
     for p in sorted((root / "celeba" / "img_align_celeba").iterdir()):
         st = os.stat(p)
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    load_celeba("train", root)
+    assert [e.name for e in isolated_cache.iterdir()] == [first.name]
+    Image.fromarray(_smooth(42)).save(root / "celeba" / "img_align_celeba" / "000002.jpg", quality=95)
     x = load_celeba("train", root)
     (second,) = isolated_cache.iterdir()
     assert second.name != first.name
@@ -174,7 +181,7 @@ def test_missing_and_empty_inputs(tmp_path, isolated_cache):
     (tmp_path / "celeba" / "img_align_celeba").mkdir()
     with pytest.raises(MissingDataError, match="list_eval_partition.txt"):
         load_celeba("train", tmp_path)
-    (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 0\n")
+    (tmp_path / "celeba" / "list_eval_partition.txt").write_text(official_partition_text())
     with pytest.raises(EmptyImageFolderError, match="img_align_celeba"):
         load_celeba("train", tmp_path)
     (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg train\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -234,4 +235,20 @@ def test_missing_device_is_refused_before_writing(tmp_path):
 
     with pytest.raises(ParameterError, match="device"):
         lab.run(get_experiment("theory"), {"preset": "smoke", "results_dir": str(tmp_path), "device": "cuda"})
+    assert not any(tmp_path.iterdir())
+
+
+# -- run_all refuses what the single-experiment CLI refuses (issue #30) ----------------------------------------
+@pytest.mark.parametrize("argv, match", [
+    (["--preset", "smok"], r"--preset 'smok': no experiment has this preset; expected one of \[.*'smoke'"),
+    (["--preset", "medium", "--only", "lowrank"], "none of the selected pages has this preset"),
+    (["--only", "nosuch"], "unknown notebook"),
+])
+def test_run_all_refuses_an_unknown_preset_or_page_before_running(tmp_path, capsys, argv, match):
+    from vaebook.lab.run_all import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--results-dir", str(tmp_path / "res"), "--executed-dir", str(tmp_path / "ex")])
+    assert e.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
     assert not any(tmp_path.iterdir())

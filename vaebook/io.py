@@ -1,8 +1,10 @@
 """Atomic writes: an interrupted run never leaves a half-written file (tmp file ``.<name>.*.tmp``, fsync,
-``os.replace``, fsync of the folder)."""
+``os.replace``, fsync of the folder). Checked reads of cache files: :func:`load_torch_file` turns a truncated,
+corrupt or planted file into one :class:`CorruptCacheError` naming it and the fix."""
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -98,3 +100,34 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+class CorruptCacheError(RuntimeError):
+    """A cache file (trained model, checkpoint, cached evaluation) is cut short, damaged or holds objects a
+    weights-only load refuses; the message names the file and how to rebuild it."""
+
+
+def load_torch_file(path: str | os.PathLike, fix: str, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``; a truncated, corrupt or planted file raises
+    :class:`CorruptCacheError` ("corrupt cache entry <path>: <why>. Delete it or <fix>") instead of PyTorch's
+    raw zip or unpickling error. A missing or unreadable (permissions) file raises its ``OSError`` unchanged."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except pickle.UnpicklingError:
+        why = ("it holds objects other than tensors and plain containers, which a weights-only load refuses "
+               "(the file may have been planted)")
+    except Exception as e:  # noqa: BLE001 - any other failure to parse the file means it is damaged
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        why = f"it is truncated or not a file torch.save wrote ({type(e).__name__}: {first})"
+    raise CorruptCacheError(f"corrupt cache entry {os.fspath(path)}: {why}. Delete it or {fix}.")
+
+
+def discard(path: str | os.PathLike) -> bool:
+    """Remove ``path`` if it exists (a corrupt cache entry before its rebuild); True when something was removed."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False

@@ -6,6 +6,7 @@ tensor (uint8, or float32 in [0, 1]); move it to the device once and index it wi
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -13,8 +14,8 @@ import torch
 from .batching import BatchIterator, mix_seed, to_device_dataset
 from .celeba import celeba_split_counts, center_crop_box, load_celeba
 from .celebahq import celebahq_split_names, celebahq_split_sizes, load_celebahq
-from .errors import (ChecksumError, CorruptFileError, DataError, EmptyImageFolderError, MissingDataError,
-                     UnknownNameError, unknown)
+from .errors import (ChecksumError, CorruptFileError, DataError, EmptyImageFolderError, InvalidArgumentError,
+                     MissingDataError, UnknownNameError, unknown)
 from .mnist import load_mnist
 from .noisy import NOISE_PATTERNS, make_noisy_mnist, noise_mask, noisy_pattern_partitions, partition_masks
 from .root import ENV_VAR, resolve_data_root
@@ -44,12 +45,12 @@ def _noisy_mnist(split, root=None, pattern="uniform", s2=0.01, seed=0, download=
     return make_noisy_mnist(x, y, pattern, s2, split_seed), y
 
 
-def _celeba64(split, root=None, as_float=False, **kw):
-    return load_celeba(split, root, size=64, as_float=as_float, **kw), None
+def _celeba64(split, root=None, as_float=False, resample="lanczos", use_cache=True):
+    return load_celeba(split, root, size=64, as_float=as_float, resample=resample, use_cache=use_cache), None
 
 
-def _celebahq128(split, root=None, as_float=False, **kw):
-    return load_celebahq(split, root, size=128, as_float=as_float, **kw), None
+def _celebahq128(split, root=None, as_float=False, resample="lanczos", use_cache=True):
+    return load_celebahq(split, root, size=128, as_float=as_float, resample=resample, use_cache=use_cache), None
 
 
 # Per-dataset hyperparameters of the Section-6 baselines (builder kwargs; :mod:`vaebook.models.baselines`):
@@ -107,6 +108,13 @@ def load_dataset(name: str, split: str = "train", root=None, **kw) -> Dataset:
     (noisy-mnist: ``pattern``, ``s2``, ``seed``; all: ``as_float`` except noisy-mnist, which is float)."""
     if name not in DATASETS:
         raise unknown("dataset", name, DATASETS)
+    params = inspect.signature(DATASETS[name].load).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        extra = sorted(set(kw) - set(params))
+        if extra:
+            takes = [p for p in params if p not in ("split", "root")]
+            raise InvalidArgumentError(f"load_dataset({name!r}): unknown argument(s) {extra}; this dataset's loader "
+                                       f"takes {takes}. Fix: drop or rename them.")
     return DATASETS[name](split, root, **kw)
 
 
@@ -114,5 +122,5 @@ __all__ = [
     "Dataset", "DATASETS", "DatasetSpec", "dataset_spec", "register_dataset", "unregister_dataset", "load_dataset", "load_mnist", "load_celeba", "load_celebahq", "celeba_split_counts",
     "celebahq_split_names", "celebahq_split_sizes", "center_crop_box", "make_noisy_mnist", "partition_masks", "noisy_pattern_partitions",
     "noise_mask", "NOISE_PATTERNS", "BatchIterator", "to_device_dataset", "mix_seed", "resolve_data_root", "ENV_VAR",
-    "DataError", "MissingDataError", "ChecksumError", "CorruptFileError", "EmptyImageFolderError", "UnknownNameError",
+    "DataError", "InvalidArgumentError", "MissingDataError", "ChecksumError", "CorruptFileError", "EmptyImageFolderError", "UnknownNameError",
 ]

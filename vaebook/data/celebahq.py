@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ENV_HINT, CorruptFileError, EmptyImageFolderError, MissingDataError, unknown
+from .errors import ENV_HINT, CorruptFileError, EmptyImageFolderError, MissingDataError, check_size, unknown
 from .images import cached_decode, list_images
 from .root import resolve_data_root
 
@@ -64,6 +64,7 @@ def load_celebahq(split: str = "train", root=None, size: int = 128, as_float: bo
     """CelebA-HQ images of ``split`` ("train"/"test"/"all") as uint8 ``N×3×size×size`` (float with ``as_float``)."""
     if split not in CELEBAHQ_SPLITS:
         raise unknown("CelebA-HQ split", split, CELEBAHQ_SPLITS)
+    check_size("load_celebahq", size)
     parts = celebahq_split_names(root)
     names = parts["train"] + parts["test"]
     folder = celebahq_dir(root)

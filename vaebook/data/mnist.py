@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ENV_HINT, ChecksumError, CorruptFileError, MissingDataError, unknown
+from .errors import ENV_HINT, ChecksumError, CorruptFileError, InvalidArgumentError, MissingDataError, unknown
 from .root import resolve_data_root
 
 # split -> (images file, labels file); name -> (md5, number of items) as published by torchvision.
@@ -129,6 +129,9 @@ def load_mnist(split: str = "train", root=None, as_float: bool = False, download
     """
     if split not in MNIST_SPLITS:
         raise unknown("MNIST split", split, MNIST_SPLITS)
+    if download not in (None, True, False):
+        raise InvalidArgumentError(f"load_mnist: argument 'download' = {download!r}; expected None (download only when "
+                                   "missing and online), True or False. Fix: pass one of these.")
     raw = mnist_raw_dir(root)
     files = [raw / name for name in MNIST_SPLITS[split]]
     missing = [p for p in files if not p.is_file()]

@@ -14,9 +14,12 @@ s_x² + 0.007).
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
-from .errors import unknown
+from .errors import InvalidArgumentError, unknown
 
 PARTITIONS = ("SU", "SL", "BU", "BL")
 NOISE_PATTERNS = {
@@ -71,8 +74,9 @@ def make_noisy_mnist(images_float: torch.Tensor, labels: torch.Tensor, pattern: 
     if not images_float.is_floating_point():
         raise TypeError(f"make_noisy_mnist expects float images in [0, 1], got dtype {images_float.dtype}; "
                         "use load_mnist(..., as_float=True).")
-    if not s2 >= 0:
-        raise ValueError(f"noise variance s2 must be >= 0, got {s2!r} (Sec. 5.3 uses 0.01 and 0.1).")
+    if isinstance(s2, bool) or not isinstance(s2, numbers.Real) or not (math.isfinite(s2) and s2 >= 0):
+        raise InvalidArgumentError(f"make_noisy_mnist: argument 's2' = {s2!r}; expected a finite noise variance >= 0. "
+                                   "Fix: use Sec. 5.3's 0.01 or 0.1.")
     if images_float.shape != mask.shape:
         raise ValueError(f"images have shape {tuple(images_float.shape)}, expected {tuple(mask.shape)} (N×1×28×28).")
     g = torch.Generator().manual_seed(int(seed))

@@ -57,6 +57,24 @@ DETAIL_SUMMARY = 110
 _MINUS_ZERO = re.compile(r"^-0(\.0*)?(e[+-]?0+)?$")
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|&~$:])")
+
+
+def md_escape(text) -> str:
+    """``text`` (e.g. a string read from results) as literal Markdown text: every character Markdown, MyST or HTML
+    could read as markup (``<``, ``&``, backticks, brackets, ``{``, ``$`` …) is backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def md_code(text) -> str:
+    """``text`` as a Markdown code span that it cannot close early (the fence is longer than any run of
+    backticks inside; HTML in a code span is shown, not rendered)."""
+    s = str(text).replace("\n", " ")
+    n = max((len(m) for m in re.findall(r"`+", s)), default=0) + 1
+    pad = " " if s.startswith("`") or s.endswith("`") or n > 1 else ""
+    return f"{'`' * n}{pad}{s}{pad}{'`' * n}"
+
+
 def slug(v) -> str:
     """A CSS-class-safe name of a verdict or status ("trend holds" -> "trend-holds")."""
     return re.sub(r"[^a-z0-9]+", "-", str(v).lower()).strip("-") or "none"
@@ -179,7 +197,7 @@ def show_figure(res, stem: str, caption: str = "") -> bool:
         return False
     display(Image(filename=str(res.figures[stem])))
     if caption:
-        display(Markdown(f"*{caption}* ({res.label})"))
+        display(Markdown(f"*{caption}* ({md_escape(res.label)})"))
     return True
 
 
@@ -191,9 +209,9 @@ SMOKE_WARNING = ("**SMOKE TEST — not a result.** These numbers come from the `
 def banner(res, name: str = "", rerun: str = "") -> str:
     """Markdown: where the shown numbers come from (loud for smoke; one notice when there are none)."""
     if res is None:
-        return (f"**No results yet** for `{name}`: nothing under `results/` at any preset. "
+        return (f"**No results yet** for {md_code(name)}: nothing under `results/` at any preset. "
                 + (rerun or "Run this page in compute mode (see *How to re-run*)."))
-    head = f"Results: `{res.label}`"
+    head = f"Results: {md_code(res.label)}"  # the label's strings come from provenance.json
     if res.preset_independent:
         head += " (these computations are identical at every preset)"
     return f"{SMOKE_WARNING}\n\n{head}" if res.is_smoke else head
@@ -271,6 +289,6 @@ def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell
     return fig
 
 
-__all__ = ["fmt", "pct", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
+__all__ = ["md_escape", "md_code", "fmt", "pct", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
            "BADGE_COLUMNS", "show_figure", "banner", "SMOKE_WARNING", "display_cells",
            "side_by_side", "image_grid", "grid_figure"]

@@ -28,7 +28,8 @@ import pandas as pd
 
 import torch
 
-from vaebook.io import atomic_torch_save
+from vaebook.checks import InputError
+from vaebook.io import CorruptCacheError, atomic_torch_save, discard, load_torch_file
 from vaebook.lab.params import ParameterError, check_device, common_params, validate_params
 from vaebook.lab.results import Run, find_results, jsonable
 from vaebook.lab.zoo import Job, TrainedModel, Zoo, code_version
@@ -219,6 +220,10 @@ def validate_plan(units: list, ctx: Context) -> None:
         bs = job.train_dict.get("batch_size", 64)
         if n < bs:
             raise ParameterError(f"{job.label}: {n} training images but batch_size {bs}; choose n_train >= {bs}.")
+        try:
+            job.check(ctx.job_data(job))
+        except InputError as e:
+            raise ParameterError(str(e)) from None
 
 
 def run(exp: Experiment, params: dict, log: Callable = print) -> Run:
@@ -250,10 +255,11 @@ def run(exp: Experiment, params: dict, log: Callable = print) -> Run:
             hit = None
             if f.is_file():
                 try:
-                    saved = torch.load(f, map_location="cpu", weights_only=True)
-                    hit = saved["result"] if saved.get("key") == key else None
-                except Exception as e:  # noqa: BLE001 - unreadable: evaluate again
-                    log(f"[{exp.name}] {u.id}: cached result unreadable ({type(e).__name__}: {e}); evaluating again")
+                    saved = load_torch_file(f, fix=f"re-run: unit {u.id} is evaluated again")
+                    hit = saved["result"] if isinstance(saved, dict) and saved.get("key") == key else None
+                except (CorruptCacheError, KeyError) as e:  # damaged or planted: discarded, evaluated again
+                    log(f"[{exp.name}] {u.id}: {e} (discarded; evaluating again)")
+                    discard(f)
                     hit = None
             if hit is None:
                 log(f"[{exp.name}] {i + 1}/{len(units)} {u.id}")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from vaebook.io import atomic_write_bytes, atomic_write_text
+from vaebook.lab.untrusted import check_run_folder, read_results_files
 
 PROVENANCE = "provenance.json"
 REPO = Path(__file__).resolve().parents[2]
@@ -148,6 +149,8 @@ def _pid_alive(pid: int) -> bool:
 def recover(final_dir: Path) -> None:
     """Repair a swap cut short: ``final`` missing but ``.old`` complete → restore ``.old``."""
     old = final_dir.with_name(final_dir.name + ".old")
+    if final_dir.is_symlink() or old.is_symlink():
+        return  # never rename or delete through a link (reading refuses one that points outside)
     if old.is_dir() and not (final_dir / PROVENANCE).is_file() and (old / PROVENANCE).is_file():
         if final_dir.exists():
             shutil.rmtree(final_dir)
@@ -170,8 +173,9 @@ class Run:
         self.preset = str(self.params.get("preset", "smoke"))
         self.results_dir = Path(os.path.expanduser(str(results_dir or self.params.get("results_dir") or "results")))
         root = self.results_dir / self.preset
-        root.mkdir(parents=True, exist_ok=True)
         self.final_dir = root / name
+        check_run_folder(root, self.final_dir, self.results_dir)  # before anything is written
+        root.mkdir(parents=True, exist_ok=True)
         self.lock = root / f"{name}.lock"
         self._take_lock()
         recover(self.final_dir)
@@ -328,18 +332,15 @@ class Results:
 
 
 def load_results(path, smoke_presets: Sequence[str] = ("smoke",)) -> Results:
-    import pandas as pd
-
+    """The results folder ``path``, read through :mod:`vaebook.lab.untrusted` (links, schema, no markup):
+    :class:`~vaebook.lab.untrusted.ResultsFileError` names the file and field at fault."""
     path = Path(path)
     recover(path)
     prov_p = path / PROVENANCE
     if not prov_p.is_file():
         raise FileNotFoundError(f"{repo_relative(path)} holds no {PROVENANCE}: not a complete run (re-run it in "
                                 "compute mode).")
-    prov = json.loads(prov_p.read_text())
-    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
-    tables = {p.stem: pd.read_csv(p) for p in sorted(path.glob("*.csv"))}
-    figures = {p.stem: p for p in sorted(path.glob("*.png"))}
+    prov, metrics, tables, figures = read_results_files(path)  # untrusted input: checked before any use
     preset = prov.get("preset", path.parent.name)
     return Results(preset, path, prov, metrics, tables, figures, smoke=preset in smoke_presets)
 

@@ -114,6 +114,21 @@ def lacks_preset(name: str, preset: str) -> Optional[list]:
     return None if preset in exp.presets else list(exp.presets)
 
 
+def check_preset(preset: str, names: Sequence[str]) -> None:
+    """Refuse a preset that no experiment defines (a typo such as ``smok``), or that none of the pages ``names``
+    has (every page would be skipped and nothing run), as the single-experiment CLI refuses it."""
+    from vaebook.lab.page import experiments
+
+    exps = experiments()
+    every = sorted({p for e in exps.values() for p in e.presets})
+    if preset not in every:
+        raise ParameterError(f"--preset {preset!r}: no experiment has this preset; expected one of {every}.")
+    pages = {n: list(exps[n].presets) for n in names if n in exps}
+    if pages and not any(preset in ps for ps in pages.values()):
+        raise ParameterError(f"--preset {preset!r}: none of the selected pages has this preset, so nothing would "
+                             f"run (their presets: {pages}); choose one of them or other pages (--only).")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vaebook.lab.run_all", description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="smoke")
@@ -129,6 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = ap.parse_args(argv)
     try:
         names = parse_only(a.only)
+        check_preset(a.preset, names)
     except ParameterError as e:
         ap.error(str(e))
     results = Path(a.results_dir).resolve()

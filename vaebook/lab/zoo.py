@@ -23,11 +23,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from vaebook.io import atomic_torch_save, atomic_write_text
+from vaebook.checks import check_fit
+from vaebook.io import CorruptCacheError, atomic_torch_save, atomic_write_text, discard, load_torch_file
 
 CODE_PACKAGES = ("models", "nets", "variance", "train")
 FORMAT = 2
@@ -87,6 +89,14 @@ class Job:
         from vaebook.train import TrainConfig
 
         return TrainConfig(**{**self.train_dict, "seed": self.seed, "device": device}).validate()
+
+    def check(self, images) -> None:
+        """Refuse, before any training, a setting or training images ``fit`` cannot use: a non-finite or
+        non-positive lr, images of another shape than the dataset's, NaN/inf pixels (:func:`vaebook.checks.check_fit`)."""
+        from vaebook.data import dataset_spec
+
+        check_fit(SimpleNamespace(x_shape=dataset_spec(self.dataset).x_shape), images, self.config("cpu"),
+                  where=self.label)
 
     def builder_kwargs(self) -> dict:
         """The builder's arguments: the dataset's per-model defaults, then the job's own."""
@@ -148,15 +158,33 @@ class Zoo:
             meta = json.loads(meta_p.read_text())
         except (OSError, json.JSONDecodeError):
             return None
+        if not isinstance(meta, dict):
+            return None
         if meta.get("key") != json.loads(json.dumps(key, default=str)):
             return None
-        hist = json.loads((d / "history.json").read_text()) if (d / "history.json").is_file() else []
+        try:
+            hist = json.loads((d / "history.json").read_text()) if (d / "history.json").is_file() else []
+        except (OSError, ValueError):
+            self.log(f"corrupt cache entry {d / 'history.json'}: not JSON. Delete it or re-run: "
+                     f"{job.label} is trained again (discarded)")
+            discard(meta_p)
+            return None
         if meta.get("status") != "ok":
             return TrainedModel(job, None, hist, True, meta, meta.get("reason", "training failed"))
         model = job.build()
         try:
-            model.load_state_dict(torch.load(d / "model.pt", map_location="cpu", weights_only=True))
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError):
+            state = load_torch_file(d / "model.pt", fix=f"re-run: {job.label} is trained again")
+            model.load_state_dict(state)
+        except (CorruptCacheError, RuntimeError, ValueError, KeyError, TypeError) as e:
+            # a damaged, planted or mismatched entry is never used: say so, discard it, train again
+            msg = str(e) if isinstance(e, CorruptCacheError) else (
+                f"corrupt cache entry {d / 'model.pt'}: its weights do not fit {job.label} ({type(e).__name__}). "
+                "Delete it or re-run: the model is trained again")
+            self.log(f"{msg} (discarded)")
+            discard(d / "meta.json")
+            discard(d / "model.pt")
+            return None
+        except OSError:
             return None
         return TrainedModel(job, model.to(resolve_device(self.device)).eval(), hist, True, meta)
 
@@ -183,6 +211,17 @@ class Zoo:
         shutil.rmtree(d / "checkpoint", ignore_errors=True)
         tm.meta = meta
 
+    def _drop_corrupt_checkpoint(self, path: Path, job: Job) -> None:
+        """A checkpoint that cannot be read (cut short, damaged, planted) is reported and removed, so the
+        model trains from the start instead of failing on PyTorch's raw zip/unpickling error."""
+        if not path.is_file():
+            return
+        try:
+            load_torch_file(path, fix="re-run: the model trains from the start")
+        except CorruptCacheError as e:
+            self.log(f"{e} ({job.label}: discarded, training from the start)")
+            discard(path)
+
     def train(self, jobs: Sequence[Job], batched: Optional[bool] = None) -> dict:
         """``{job: TrainedModel}`` for every job: cached ones loaded, the rest trained and cached one by one."""
         from vaebook.train import NonFiniteLossError, resolve_device
@@ -200,6 +239,8 @@ class Zoo:
                 todo.append(job)
         if not todo:
             return out
+        for job in todo:  # every job's settings and images, before the first step of any
+            job.check(self.data_fn(job))
         if batched is None:
             batched = dev.type == "cuda" and len(todo) > 1
         self.log(f"training {len(todo)} model(s) on {dev}: " + ", ".join(j.label for j in todo))
@@ -234,6 +275,7 @@ class Zoo:
             d, _ = self._entry(job)
             cfg = job.config(str(dev))
             cfg.checkpoint_dir, cfg.resume = str(d / "checkpoint"), True
+            self._drop_corrupt_checkpoint(d / "checkpoint" / "checkpoint.pt", job)
             model = job.build()
             t0 = time.perf_counter()
             try:
