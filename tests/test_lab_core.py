@@ -120,7 +120,11 @@ def test_results_precedence(tmp_path):
 def test_provenance_label_and_banner():
     prov = {"preset": "medium", "device": {"device": "cpu", "threads": 2}, "end_time": "2026-11-24T10:00:00+00:00",
             "git": {"commit": "abc1234def", "dirty": False}, "wall_s": 600}
-    assert provenance_label(prov) == "preset medium · cpu (2 threads) · 2026-11-24 · rev abc1234 · 10.0 min"
+    assert provenance_label(prov) == "preset medium · cpu (2 threads) · 2026-11-24 · rev abc1234 · this sitting 10.0 min"
+    # the cumulative training time of the run's models, reused ones included, beside the sitting's wall time
+    tr = dict(prov, training={"models": 14, "reused": 9, "train_wall_s": 7200.0, "not_recorded": ["a"]})
+    assert provenance_label(tr).endswith("this sitting 10.0 min · training 2.0 h over 14 models (9 reused, 1 not "
+                                         "recorded)")
     gpu = dict(prov, device={"device": "cuda:0", "name": "NVIDIA H100"}, git={"commit": None})
     assert "cuda:0 (NVIDIA H100)" in provenance_label(gpu) and "rev unknown" in provenance_label(gpu)
     smoke = Results("smoke", None, dict(prov, preset="smoke"), {}, {}, {}, smoke=True)

@@ -247,6 +247,7 @@ def run(exp: Experiment, params: dict, log: Callable = print) -> Run:
     ctx.zoo = Zoo(root / "models", ctx.job_data, p["device"], log)
     with Run(exp.name, p) as r:
         ctx.models = ctx.zoo.train([j for u in units for j in u.jobs]) if any(u.jobs for u in units) else {}
+        r.extra_provenance["training"] = training_summary(ctx.models)
         cache = root / "evals" / exp.name
         results = {}
         for i, u in enumerate(units):
@@ -271,10 +272,25 @@ def run(exp: Experiment, params: dict, log: Callable = print) -> Run:
     return r
 
 
+def training_summary(models: dict) -> dict:
+    """The cumulative training cost of a run's models, reused ones included (each model's own training wall
+    time, as the zoo recorded it when it was trained): ``{"models", "reused", "train_wall_s", "not_recorded",
+    "per_model"}``. A model whose time was not recorded is named in ``not_recorded`` and left out of the sum."""
+    per, missing = {}, []
+    for job, tm in models.items():
+        t = (tm.meta or {}).get("train_wall_s")
+        if isinstance(t, (int, float)):
+            per[job.label] = round(float(t), 1)
+        else:
+            missing.append(job.label)
+    return {"models": len(models), "reused": sum(bool(tm.from_cache) for tm in models.values()),
+            "train_wall_s": round(sum(per.values()), 1), "not_recorded": missing, "per_model": per}
+
+
 def rows_frame(results: dict, key: str = "rows") -> pd.DataFrame:
     """All units' long rows (``results[unit][key]``) as one frame."""
     rows = [row for res in results.values() for row in (res.get(key) or [])]
     return pd.DataFrame(rows)
 
 
-__all__ = ["Experiment", "Unit", "Context", "run", "rows_frame", "validate_plan"]
+__all__ = ["Experiment", "Unit", "Context", "run", "rows_frame", "validate_plan", "training_summary"]

@@ -114,7 +114,13 @@ def provenance_label(prov: dict) -> str:
     if (prov.get("git") or {}).get("dirty"):
         rev_s += "+changes"
     wall = prov.get("wall_s")
-    wall_s = f" · {fmt_duration(wall)}" if isinstance(wall, (int, float)) else ""
+    wall_s = f" · this sitting {fmt_duration(wall)}" if isinstance(wall, (int, float)) else ""
+    tr = prov.get("training")
+    if isinstance(tr, dict) and isinstance(tr.get("train_wall_s"), (int, float)) and tr.get("models"):
+        miss = len(tr.get("not_recorded") or [])
+        wall_s += (f" · training {fmt_duration(tr['train_wall_s'])} over {tr['models']} model"
+                   f"{'' if tr['models'] == 1 else 's'} ({tr.get('reused', 0)} reused"
+                   + (f", {miss} not recorded" if miss else "") + ")")
     return f"preset {prov.get('preset', '?')} · {d} · {date} · {rev_s}{wall_s}"
 
 
