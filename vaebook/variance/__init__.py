@@ -22,6 +22,10 @@ Modes:
   gradients flow through the estimate. ``eps`` (1e-6) is added to the estimated variance
   inside the logarithm for every shape except Iso-I, as Section 5.2 suggests.
 
+Rescues (:mod:`vaebook.variance.rescue`, ours): ``rescue=`` changes how the objective trains (β-NLL, the faithful
+split, an Iso-I warm-up) or floors Σx (a soft floor, a larger ε) against the heteroscedastic pitfall (a per-pixel Σx
+trained by its own NLL can turn the output all black); the default here is ``"none"``, the paper's objective.
+
 Units: ``forward`` returns the reconstruction objective Eq. (7b) *including* its constant
 ``(d_x/2)·ln 2π``, i.e. a Gaussian negative log-likelihood in nats per example (summed over
 pixels, averaged over the minibatch and the z samples). For the MLE shapes the constant
@@ -84,9 +88,11 @@ class DecoderVariance(nn.Module):
     name: ClassVar[str] = ""
     dependent: ClassVar[bool] = False  # depends on x (the -D shapes)
     uses_eps: ClassVar[bool] = True  # ε inside the log (all but Iso-I)
+    diagonal: ClassVar[bool] = True  # per-pixel variances (the rescues that weight or floor them need it)
+    auto_rescue: ClassVar[bool] = False  # GaussianVAE(rescue="auto") gives it DEFAULT_RESCUE (per-pixel and -D)
 
     def __init__(self, x_shape: tuple[int, int, int], mode: str = "mle", value: float = 1.0, eps: float = 1e-6,
-                 ema: float = 0.02):
+                 ema: float = 0.02, rescue=None):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown variance mode {mode!r}; choose one of {MODES}")
@@ -105,6 +111,21 @@ class DecoderVariance(nn.Module):
         # time when the MLE shape has no minibatch to estimate from (e.g. the IWAE NLL)
         self.register_buffer("running_sigma2", torch.full(self.param_shape(), float(value)))
         self.register_buffer("running_count", torch.zeros((), dtype=torch.long))
+        self.set_rescue(rescue)
+
+    def set_rescue(self, rescue=None) -> None:
+        """Attach a rescue (:func:`vaebook.variance.rescue.build_rescue`: a name, ``"name:key=value"`` or an instance;
+        ``None`` = ``"none"``), validated once; :attr:`rescue_spec` records it."""
+        from vaebook.variance.rescue import build_rescue
+
+        r = build_rescue(rescue)
+        r.attach(self)
+        self.rescue = r
+
+    @property
+    def rescue_spec(self) -> str:
+        """The rescue this Σx trains with, as a canonical spec string (e.g. ``"none"``, ``"beta-nll:beta=1.0"``)."""
+        return self.rescue.spec()
 
     # -- shape hooks ----------------------------------------------------------------------
     def param_shape(self) -> tuple[int, ...]:
@@ -158,7 +179,8 @@ class DecoderVariance(nn.Module):
 
         MLE: Σ̂x = :meth:`estimate` (r) (Eq. 9a), objective :meth:`mle_objective` (Eq. 10), gradients through
         the estimate; the -I shapes also update their running (EMA) Σ̂x in training mode. Otherwise
-        :meth:`nll` at :meth:`current` (Eq. 7b)."""
+        :meth:`nll` at :meth:`current` (Eq. 7b). The rescue (:attr:`rescue_spec`) then turns this into the training
+        objective (identity for ``"none"``)."""
         if mu.dim() == x.dim():
             mu = mu.unsqueeze(0)
             head = None if head is None else head.unsqueeze(0)
@@ -173,10 +195,15 @@ class DecoderVariance(nn.Module):
                                     torch.full_like(self.running_sigma2, self.ema))
                     self.running_sigma2.lerp_(s2.detach().to(self.running_sigma2.dtype), w)
                     self.running_count += 1
-            return VarianceOutput(rec, s2.detach())
+            return VarianceOutput(self.rescue.objective(self, x, mu, r, s2, rec), s2.detach())
         s2 = self.current(head)
-        rec = self.nll(r, self.broadcast(s2, r)).mean()
+        rec = self.nll(r, self.broadcast(self.rescue.variance(self, s2), r)).mean()
+        rec = self.rescue.objective(self, x, mu, r, s2, rec)
         return VarianceOutput(rec, s2.detach().squeeze(0) if self.dependent else s2.detach())
+
+    def variance_for_objective(self, s2: torch.Tensor) -> torch.Tensor:
+        """Σx (this shape's form) as the objective and evaluation use it: the rescue's floor / ε applied."""
+        return self.rescue.variance(self, s2)
 
     def current(self, head: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The fixed or trainable Σx (its own shape; ``S×B...`` for the -D heads); for MLE the running Σ̂x."""
@@ -205,14 +232,15 @@ class DecoderVariance(nn.Module):
         reconstruction ``recon`` = μθ(μφ(x)) of x itself, + ε (the reading Table 7's negative NLLs imply).
         """
         like = mu if mu.dim() == x.dim() + 1 else mu.unsqueeze(0)
+        g = self.rescue.variance
         if self.mode != "mle":
-            return self.broadcast(self.current(head), like)
+            return self.broadcast(g(self, self.current(head)), like)
         if not self.dependent:
-            return self.broadcast(self.running_sigma2 + self.eps, like)
+            return self.broadcast(g(self, self.running_sigma2 + self.eps), like)
         if recon is None:
             raise ValueError(f"{self.name} with mode='mle' needs recon = μθ(μφ(x)) to evaluate Σx (see needs_recon)")
         with torch.no_grad():
-            s2 = self.estimate((x - recon).unsqueeze(0)) + self.eps
+            s2 = g(self, self.estimate((x - recon).unsqueeze(0)) + self.eps)
         return self.broadcast(self.expand(s2, x.shape[0]).unsqueeze(0), like)
 
     def log_prob(self, x: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
@@ -220,7 +248,7 @@ class DecoderVariance(nn.Module):
         return -self.nll(x.unsqueeze(0) - mu, sigma2)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, x_shape={self.x_shape}, eps={self.eps}"
+        return f"mode={self.mode}, x_shape={self.x_shape}, eps={self.eps}, rescue={self.rescue_spec}"
 
 
 VARIANCES: dict[str, type[DecoderVariance]] = {}
@@ -296,6 +324,7 @@ class DiagD(DecoderVariance):
 
     name = "diag-d"
     dependent = True
+    auto_rescue = True  # per pixel and per example: the black trap (vaebook.variance.rescue); Iso-D shares one σ²(x)
 
     def mle(self, r2):
         return r2.mean(dim=0)
@@ -310,9 +339,11 @@ class DiagD(DecoderVariance):
         return head.exp()
 
 
-def build_variance(name: str, x_shape, mode: str = "mle", value: float = 1.0, eps: float = 1e-6) -> DecoderVariance:
+def build_variance(name: str, x_shape, mode: str = "mle", value: float = 1.0, eps: float = 1e-6,
+                   rescue=None) -> DecoderVariance:
     """Construct a registered Σx parameterisation by its paper name (``iso-i``, ``diag-i``, ``iso-d``, ``diag-d``),
-    or one of ours; a shape with a rank (``has_rank``) also takes ``<name>-r<k>`` (e.g. ``lowrank-r16``)."""
+    or one of ours; a shape with a rank (``has_rank``) also takes ``<name>-r<k>`` (e.g. ``lowrank-r16``).
+    ``rescue``: :mod:`vaebook.variance.rescue` (``None`` = ``"none"``, the paper's objective)."""
     key, kw = name.lower().replace("_", "-"), {}
     if key not in VARIANCES:
         base, sep, k = key.rpartition("-r")
@@ -321,10 +352,12 @@ def build_variance(name: str, x_shape, mode: str = "mle", value: float = 1.0, ep
     if key not in VARIANCES:
         ranked = [f"{n}-r<k>" for n, c in sorted(VARIANCES.items()) if getattr(c, "has_rank", False)]
         raise ValueError(f"unknown decoder variance {name!r}; choose one of {sorted(VARIANCES) + ranked}")
-    return VARIANCES[key](x_shape, mode=mode, value=value, eps=eps, **kw)
+    return VARIANCES[key](x_shape, mode=mode, value=value, eps=eps, rescue=rescue, **kw)
 
 
 from vaebook.variance.lowrank import LowRankI  # noqa: E402  (registers "lowrank": beyond the paper)
+from vaebook.variance.rescue import DEFAULT_RESCUE, RESCUES, Rescue, build_rescue  # noqa: E402
 
 __all__ = ["VARIANCES", "PAPER_SHAPES", "MODES", "DecoderVariance", "VarianceOutput", "build_variance", "gaussian_nll",
-           "IsoI", "DiagI", "IsoD", "DiagD", "LowRankI", "register_variance"]
+           "IsoI", "DiagI", "IsoD", "DiagD", "LowRankI", "register_variance",
+           "RESCUES", "DEFAULT_RESCUE", "Rescue", "build_rescue"]

@@ -117,12 +117,13 @@ class LowRankI(DecoderVariance):
 
     name = "lowrank"
     uses_eps = False
+    diagonal = False  # the per-pixel rescues (beta-nll, floor, eps) refuse it
     has_rank = True  # build_variance accepts "lowrank-r<k>"
     DEFAULT_RANK = 4
 
     def __init__(self, x_shape, mode: str = "mle", value: float = 1.0, eps: float = 1e-6, ema: float = 0.02,
                  rank: int = DEFAULT_RANK, refresh: int = 10, s_rate: float = 0.05,
-                 sigma2_floor: Optional[float] = None, burn_in: Optional[int] = None):
+                 sigma2_floor: Optional[float] = None, burn_in: Optional[int] = None, rescue=None):
         if mode != "mle":
             raise ValueError(f"the low-rank Σx supports mode='mle' only (no {mode!r}: a fixed or trainable U is "
                              "not implemented)")
@@ -135,7 +136,7 @@ class LowRankI(DecoderVariance):
         if not 0 < float(s_rate) <= 1:
             raise ValueError(f"s_rate must be in (0, 1], got {s_rate}")
         # ema = 1: running_sigma2 is a copy of the stored estimate (the averaging happens on S)
-        super().__init__(x_shape, mode=mode, value=value, eps=eps, ema=1.0)
+        super().__init__(x_shape, mode=mode, value=value, eps=eps, ema=1.0, rescue=rescue)
         self.refresh, self.s_rate = int(refresh), float(s_rate)
         self.batch_token = next(_INSTANCES)  # never one vmapped group with another model (module docstring)
         self.sigma2_floor = float(eps if sigma2_floor is None else sigma2_floor)
