@@ -76,12 +76,15 @@ class Job:
         return self.tag or f"{self.model} on {self.dataset}"
 
     def build(self):
-        """The untrained model (initialisation seeded by the job, not by training order)."""
+        """The untrained model (initialisation seeded by the job, not by training order). A ``rescue`` model kwarg
+        (:mod:`vaebook.variance.rescue`) is left out of the seed: jobs that differ only in how Σx trains start from
+        the same weights (a paired comparison), and pinning ``rescue="none"`` kept the experiments' models (#29)."""
         from vaebook.data import dataset_spec, mix_seed
         from vaebook.models import build_model
 
         spec = dataset_spec(self.dataset)
-        torch.manual_seed(mix_seed("zoo", self.seed, self.dataset, self.model, repr(self.model_kwargs),
+        seeded = tuple(kv for kv in self.model_kwargs if kv[0] != "rescue")
+        torch.manual_seed(mix_seed("zoo", self.seed, self.dataset, self.model, repr(seeded),
                                    repr(self.variant)) % (2**63 - 1))
         return build_model(self.model, spec.arch, **self.builder_kwargs())
 
@@ -205,7 +208,7 @@ class Zoo:
             atomic_torch_save({k: v.detach().cpu().clone() for k, v in tm.model.state_dict().items()}, d / "model.pt")
         atomic_write_text(d / "history.json", json.dumps(tm.history, indent=1, default=str))
         meta = {"key": key, "status": "ok" if tm.model is not None else "did not train", "reason": tm.reason,
-                "train_wall_s": round(wall_s, 3), "device": str(self.device), "torch": torch.__version__,
+                "rescue": getattr(tm.model, "rescue", None), "train_wall_s": round(wall_s, 3), "device": str(self.device), "torch": torch.__version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(d / "meta.json", json.dumps(meta, indent=1, default=str))  # last: entry complete
         shutil.rmtree(d / "checkpoint", ignore_errors=True)

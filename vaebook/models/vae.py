@@ -11,6 +11,7 @@ from torch import nn
 from vaebook.models.base import GenerativeModel, LossOutput, Posterior, register_model
 from vaebook.nets import ARCHITECTURES, build_nets
 from vaebook.variance import DecoderVariance, build_variance
+from vaebook.variance.rescue import resolve_rescue
 
 
 class GaussianVAE(GenerativeModel):
@@ -20,11 +21,18 @@ class GaussianVAE(GenerativeModel):
     plus the closed-form KL, in nats per example. The encoder's last layer outputs the mean and
     log σφ² (``2·d_z`` units).
 
-    ``warmup_steps`` (ours; the paper states none): the first that many training steps use the MLE Iso-I
-    objective (G.5) instead of this Σx's. From random initialisation the Diag-D objective (G.17), ½ Σ ln(r² + ε)
-    per pixel, is won fastest by an all-black output (every background pixel exact earns ½ ln ε), and the
-    saturated sigmoid then has no gradient to leave it; after an Iso-I warm-up the decoder already depends on z
-    and Diag-D training keeps it so.
+    ``rescue`` (ours; the paper states none): how Σx's objective trains, one of :mod:`vaebook.variance.rescue`
+    (``"none"``: the paper's Eq. 7b / Eq. 10; ``"warmup"``, ``"beta-nll"``, ``"faithful"``, ``"floor"``, ``"eps"``,
+    with parameters as ``"name:key=value"``). ``"auto"`` (default) is :data:`~vaebook.variance.rescue.DEFAULT_RESCUE`
+    for Diag-D (per-pixel and input-dependent; MLE or trainable) and ``"none"`` for the other shapes (Iso-D shares one
+    σx²(x) over an image's pixels and does not go black): from random initialisation the Diag-D objective
+    (G.17), ½ Σ ln(r² + ε) per pixel, is won fastest by an all-black output (every background pixel exact earns ½ ln ε)
+    and the saturated sigmoid then has no gradient to leave it. Pass ``rescue="none"`` for the paper's plain objective.
+    ``self.rescue`` records the resolved spec string.
+
+    ``warmup_steps`` (ours, before ``rescue`` existed): ``warmup_steps=k > 0`` is ``rescue="warmup:steps=k"`` (the first
+    k training steps use the MLE Iso-I objective G.5), bit-for-bit the models it built before; 0 leaves ``rescue``
+    alone.
 
     ``variance_lr_factor`` (ours; the paper states none): learning-rate multiplier of a trainable -I Σx's
     log-variance parameter. Adam moves a parameter by about its learning rate per step, so at lr 1e-3 a log σx²
@@ -38,7 +46,7 @@ class GaussianVAE(GenerativeModel):
 
     def __init__(self, arch: str = "mnist", d_z: Optional[int] = None, variance: str = "iso-i", mode: str = "mle",
                  value: float = 1.0, eps: float = 1e-6, n_samples: int = 1, beta: float = 1.0,
-                 warmup_steps: int = 0, variance_lr_factor: float = 1.0):
+                 warmup_steps: int = 0, variance_lr_factor: float = 1.0, rescue: Optional[str] = "auto"):
         super().__init__()
         if not (isinstance(variance_lr_factor, (int, float)) and math.isfinite(variance_lr_factor)
                 and variance_lr_factor > 0):
@@ -50,6 +58,8 @@ class GaussianVAE(GenerativeModel):
         self.arch, self.x_shape = arch, spec.image_shape
         self.d_z = spec.default_d_z if d_z is None else int(d_z)
         self.variance: DecoderVariance = build_variance(variance, self.x_shape, mode=mode, value=value, eps=eps)
+        self.variance.set_rescue(resolve_rescue(rescue, self.variance.auto_rescue, warmup_steps))
+        self.rescue = self.variance.rescue_spec
         self.n_samples, self.beta = int(n_samples), float(beta)
         self.encoder, self.decoder = build_nets(arch, self.d_z, enc_out=2 * self.d_z,
                                                 dec_channels=self.x_shape[0] + self.variance.head_channels())
@@ -59,10 +69,12 @@ class GaussianVAE(GenerativeModel):
                 raise ValueError(f"variance_lr_factor={variance_lr_factor!r} applies to a trainable -I Σx's "
                                  f"log-variance parameter; {variance!r} with mode={mode!r} has none. Leave it at 1.")
             self.param_groups = self._variance_param_groups
-        self.warmup_steps = int(warmup_steps)
-        if self.warmup_steps:
-            self.warmup_variance = build_variance("iso-i", self.x_shape, mode="mle")
-            self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+        self.register_load_state_dict_pre_hook(_legacy_warmup_keys)
+
+    @property
+    def warmup_steps(self) -> int:
+        """Iso-I warm-up steps of a ``"warmup"`` rescue (0 for any other rescue)."""
+        return int(getattr(self.variance.rescue, "steps", 0)) if self.variance.rescue.name == "warmup" else 0
 
     def _variance_param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """Adam groups: every weight at ``lr``; the trainable log σx² at ``variance_lr_factor``·lr, no decay."""
@@ -92,23 +104,13 @@ class GaussianVAE(GenerativeModel):
         q = self.encode(x)
         z = q.rsample(self.n_samples, generator)
         mu, head = self._decode_all(z)
-        v = self.variance(x, mu, head)
+        v = self.variance(x, mu, head)  # the rescue's training objective (Eq. 7b / 10 for "none")
         rec = v.rec
-        if self.warmup_steps and self.training:
-            # no host sync and vmap-friendly: both objectives, the Iso-I one selected during the warm-up
-            warm = self.variance_warm(x, mu)
-            rec = torch.where(self.steps_seen < self.warmup_steps, warm, rec)
-            with torch.no_grad():
-                self.steps_seen += 1
         kl = q.kl_to_standard_normal().mean()
         total = rec + self.beta * kl
         mse = ((x.unsqueeze(0) - mu) ** 2).flatten(2).sum(-1).mean()
         return LossOutput(total, {"loss": total.detach(), "rec": rec.detach(), "kl": kl.detach(), "mse": mse.detach(),
                                   "sigma2_mean": v.sigma2.mean()}, v.sigma2)
-
-    def variance_warm(self, x, mu):
-        """The warm-up objective: MLE Iso-I (G.5) on the same residuals."""
-        return self.warmup_variance(x, mu).rec
 
     def eval_sigma2(self, x: torch.Tensor, mu: torch.Tensor, head: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The Σx used to evaluate p(x|z) outside training (IWAE NLL): :meth:`DecoderVariance.eval_sigma2`.
@@ -123,6 +125,14 @@ class GaussianVAE(GenerativeModel):
     def decoder_log_prob(self, x, z):
         mu, head = self._decode_all(z)
         return self.variance.log_prob(x, mu, self.eval_sigma2(x, mu, head))
+
+
+def _legacy_warmup_keys(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before #29 kept the warm-up in the model (``steps_seen``, ``warmup_variance.*``); it now
+    lives in the Σx's ``"warmup"`` rescue (``variance.rescue.steps_seen``, ``variance.rescue.warm.*``)."""
+    for old in [k for k in state_dict if k.startswith(prefix + "warmup_variance.") or k == prefix + "steps_seen"]:
+        tail = old[len(prefix):].replace("warmup_variance.", "warm.", 1)
+        state_dict[prefix + "variance.rescue." + tail] = state_dict.pop(old)
 
 
 # --- registry: the VAE rows of Tables 4–7 ------------------------------------------------
