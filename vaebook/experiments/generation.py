@@ -167,7 +167,14 @@ class Generation(scale.Section6Experiment):
     def report(self, ctx, results: dict, run) -> None:
         p = ctx.p
         ours, paper = rows_frame(results), self.paper_frame()
-        table = compare(ours, paper, scale.judge(self.twin, PAPER_NOTES.get(self.table)), scale.order(paper, ours))
+        floors = {}  # FID's bias at the run's N per dataset: the real-vs-real FID (read by the magnitude bound)
+        for d in dict.fromkeys(r["dataset"] for r in results.values()):
+            if self.sources_for(p, d):
+                data = scale.load(ctx, d)
+                floors[d] = scale.real_floor(data, int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"]),
+                                             ctx.device, int(p["seed"]))
+        table = compare(ours, paper, scale.judge(self.twin, PAPER_NOTES.get(self.table), bias=scale.fid_bias(floors)),
+                        scale.order(paper, ours))
         ran = {(r["model"], r["dataset"]) for r in results.values()}
         table = scale.finish_table(table, ran, p["datasets"], "latent source not selected (parameter 'sources')",
                                    metric_order=METRIC_ORDER)
@@ -201,8 +208,7 @@ class Generation(scale.Section6Experiment):
                 "fid_samples": n_fid, "fid_dims": dims, "fid_comparable": scale.fid_comparable(n_fid, dims),
                 "sources": self.sources_for(p, d), "models": [r["model"] for r in res], "train": job.train_dict,
                 "from_cache": {r["model"]: r["from_cache"] for r in res},
-                "floor": scale.real_floor(data, n_fid, dims, ctx.device,
-                                          int(p["seed"])) if self.sources_for(p, d) else None,
+                "floor": floors.get(d),
                 "did_not_train": {r["model"]: r["reason"] for r in res if "reason" in r},
                 "spearman": {m: spearman(g["paper"].tolist(), g["ours"].tolist())
                              for m, g in tab.dropna(subset=["paper"]).groupby("metric") if len(g) >= 3}}
