@@ -207,3 +207,15 @@ def test_variance_lr_factor_moves_log_sigma2_by_factor_times_lr_on_adams_first_s
         build_model("mle-iso-i", "mnist", variance_lr_factor=50.0)  # an MLE Σx has no parameter to speed up
     with pytest.raises(ValueError, match="positive finite"):
         build_model("trainable-iso-i", "mnist", variance_lr_factor=float("inf"))
+
+
+def test_long_evidence_is_folded_with_its_first_clause_in_view():
+    from vaebook.lab.status import EVIDENCE_IN_VIEW, _folded
+
+    short = "3 of 3 <steps>"
+    assert _folded(short) == "3 of 3 &lt;steps&gt;"
+    long = "MLE below σx² = 1 (the interval of the paired difference below 0) in 8 of 8 cells; " + \
+        "Iso-I − VAE = −38 [−41, −35] <b>; " * 20
+    out = _folded(long)
+    assert len(long) > EVIDENCE_IN_VIEW and out.startswith('<details class="vb-more"><summary>MLE below σx² = 1 (the')
+    assert "in 8 of 8 cells; …</summary>" in out and "<b>" not in out and "&lt;b&gt;" in out
