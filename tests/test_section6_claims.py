@@ -219,3 +219,29 @@ def test_long_evidence_is_folded_with_its_first_clause_in_view():
     out = _folded(long)
     assert len(long) > EVIDENCE_IN_VIEW and out.startswith('<details class="vb-more"><summary>MLE below σx² = 1 (the')
     assert "in 8 of 8 cells; …</summary>" in out and "<b>" not in out and "&lt;b&gt;" in out
+
+
+def test_calibration_reads_any_trainable_shape():
+    t = table({"mse": {"trainable-diag-d": 30.0}}, {})
+    bad = {"values": {"mnist": {"trainable-diag-d": {"calibration": 1.2e5, "sigma2": 0.07}}}}
+    ok, why = P.converged(bad, t, "mnist", "trainable-diag-d")
+    assert ok is False and "did not converge" in why
+    good = {"values": {"mnist": {"trainable-diag-d": {"calibration": 1.3}}}}
+    assert P.converged(good, t, "mnist", "trainable-diag-d")[0] is True
+    assert P.converged(good, t, "mnist", "mle-diag-d") == (None, "")  # MLE rows are not checked
+
+
+def test_test_variance_calibration_equals_its_definition():
+    from vaebook.experiments.generation import test_variance
+    from vaebook.models import build_model
+
+    torch.manual_seed(0)
+    m = build_model("trainable-iso-i", "mnist").eval()
+    with torch.no_grad():
+        m.variance.log_sigma2.fill_(math.log(0.02))
+    x = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        r2 = ((x - m.decode(m.encode(x).mean)) ** 2).mean()
+    out = test_variance(m, x)
+    assert out["sigma2"] == pytest.approx(0.02, rel=1e-5)
+    assert out["calibration"] == pytest.approx(float(r2) / 0.02, rel=1e-5)
