@@ -245,3 +245,34 @@ def test_test_variance_calibration_equals_its_definition():
     out = test_variance(m, x)
     assert out["sigma2"] == pytest.approx(0.02, rel=1e-5)
     assert out["calibration"] == pytest.approx(float(r2) / 0.02, rel=1e-5)
+
+
+def test_fid_magnitude_bound_is_read_without_fids_bias_at_n():
+    paper = pd.DataFrame([{"row": r, "dataset": "mnist", "metric": "fid_mid_point", "paper": p}
+                          for r, p in (("mle-iso-i", 14.8), ("trainable-iso-i", 15.7), ("mle-diag-d", 12.0))])
+    ours = pd.DataFrame([{"row": r, "dataset": "mnist", "metric": "fid_mid_point", "ours": o, "note": "off-scale"}
+                         for r, o in (("mle-iso-i", 61.3), ("trainable-iso-i", 99.3), ("mle-diag-d", 87.1))])
+    bias = scale.fid_bias({"mnist": {"fid": 23.6}})
+    assert bias("mnist", "fid_mid_point") == 23.6 and bias("mnist", "mse") == 0.0 and bias("celeba64", "fid_x") == 0
+    raw = compare(ours, paper, scale.judge(twin=True)).set_index("row")["verdict"]
+    fair = compare(ours, paper, scale.judge(twin=True, bias=bias)).set_index("row")
+    assert raw["mle-iso-i"] == "differs"  # 61.3 vs 14.8 is 4.1×: the bias alone would rule it out …
+    assert fair.at["mle-iso-i", "verdict"] == "trend holds"  # … 37.7 vs 14.8 once the real-vs-real 23.6 is out
+    assert "read as 37.7 vs 14.8" in fair.at["mle-iso-i", "reason"]
+    assert fair.at["mle-diag-d", "verdict"] == "differs"  # 63.5 vs 12.0: 5.3× even without the bias
+
+
+def test_recount_judges_a_committed_table_again_and_keeps_unscored_cells():
+    paper = pd.DataFrame([{"row": "mle-iso-i", "dataset": "mnist", "metric": "fid_prior", "paper": 16.6},
+                          {"row": "vae-gaussian", "dataset": "mnist", "metric": "fid_prior", "paper": 60.0}])
+    committed = pd.DataFrame([
+        {"row": "mle-iso-i", "dataset": "mnist", "metric": "fid_prior", "paper": 16.6, "ours": 116.0,
+         "verdict": "trend holds", "reason": "old"},
+        {"row": "vae-gaussian", "dataset": "mnist", "metric": "fid_prior", "paper": 60.0, "ours": 150.0,
+         "verdict": "trend holds", "reason": "old"},
+        {"row": "ae", "dataset": "mnist", "metric": "kid_prior", "paper": math.nan, "ours": 0.1,
+         "verdict": "ours only", "reason": "not in the paper"}])
+    new = scale.recount(committed, scale.judge(twin=False), {"fid_prior": "off-scale"}, paper, ["mnist"])
+    v = dict(zip(new["row"], new["verdict"]))
+    assert v == {"mle-iso-i": "differs", "vae-gaussian": "trend holds", "ae": "ours only"}
+    assert new.loc[2, "reason"] == "not in the paper" and list(new.columns) == list(committed.columns)
