@@ -116,7 +116,10 @@ def test_run_all_skips_a_page_without_the_preset(tmp_path, capsys):
     assert no_medium and with_medium
     assert lacks_preset(no_medium[0], "medium") == list(experiments()[no_medium[0]].presets)
     assert lacks_preset(with_medium[0], "medium") is None and lacks_preset("not-an-experiment", "medium") is None
-    assert main(["--preset", "medium", "--mode", "report", "--results-dir", str(tmp_path / "r"),
-                 "--only", no_medium[0]]) == 0
-    out = capsys.readouterr().out
-    assert f"{no_medium[0]}: skipped" in out and "0/0 notebooks ok (1 skipped" in out
+    # selected alone, a page without the preset is refused before anything runs (nothing would run at all) …
+    with pytest.raises(SystemExit):
+        main(["--preset", "medium", "--mode", "report", "--results-dir", str(tmp_path / "r"), "--only", no_medium[0]])
+    assert "none of the selected pages has this preset" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    # … among pages that have it, it is skipped and said so (the run itself is not started here)
+    assert lacks_preset(no_medium[0], "medium") and not lacks_preset(with_medium[0], "medium")

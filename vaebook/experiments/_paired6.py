@@ -13,9 +13,9 @@ An outcome is ``"yes"`` (row a lower, the interval below zero), ``"no"`` (the in
 pair: a difference without an interval decides nothing. The real-vs-real FID at the run's N is FID's *bias* at that
 N, reported beside the scores, never used as a noise level.
 
-A trainable −I Σx whose learned σx² is more than :data:`CONVERGED_FACTOR` × away from the MLE of its own
-residuals (its test MSE / D, the value the gradient drives it to) **did not converge**: its comparisons are left
-out of the claims and the evidence says so.
+A trainable Σx **did not converge** when its calibration, the mean of r²/σx² over test pixels (1 at a stationary
+point of the likelihood in log σx²), is more than :data:`CONVERGED_FACTOR` × away from 1 (runs without it: a −I
+σx² more than that far from its test MSE / D): its comparisons are left out of the claims and the evidence says so.
 """
 from __future__ import annotations
 
@@ -76,13 +76,23 @@ def paper_lower(t: pd.DataFrame, d: str, metric: str, a: str, b: str) -> Optiona
 
 
 def converged(metrics: Optional[dict], t: pd.DataFrame, d: str, row: str) -> tuple:
-    """(None | bool, why): whether a trainable −I Σx learned its variance (σx² within :data:`CONVERGED_FACTOR`
-    of its test MSE / D). None for rows this does not apply to or when σx² was not recorded."""
-    if not row.startswith("trainable-") or not row.endswith("-i"):
+    """(None | bool, why): whether a trainable Σx learned its variance. With the run's calibration (mean r²/σx²
+    on test reconstructions, :func:`vaebook.experiments.generation.test_variance`): converged when it lies within
+    :data:`CONVERGED_FACTOR` of 1, the value at a stationary point of the likelihood in log σx² — this reads any
+    shape, −D heads included. Without it (older runs), for the −I shapes: σx² within :data:`CONVERGED_FACTOR` of
+    the test MSE / D (where the gradient drives a scalar σx²). None for other rows or when nothing was recorded."""
+    if not row.startswith("trainable-"):
         return None, ""
-    s2 = (((metrics or {}).get("values") or {}).get(d, {}).get(row) or {}).get("sigma2")
-    mse = scale.cells(t, d, "mse", "ours").get(row)
-    if s2 is None or mse is None:
+    v = (((metrics or {}).get("values") or {}).get(d, {}).get(row) or {})
+    cal = v.get("calibration")
+    if isinstance(cal, (int, float)) and math.isfinite(cal) and cal > 0:
+        ok = 1 / CONVERGED_FACTOR <= cal <= CONVERGED_FACTOR
+        return ok, (f"{scale.display(row)}: mean r²/σx² on test images {fmt(cal, '.3g')} (1 when the variance has "
+                    f"converged{'' if ok else '; did not converge'})")
+    if isinstance(cal, (int, float)) and not math.isfinite(cal):
+        return False, f"{scale.display(row)}: mean r²/σx² on test images is infinite (did not converge)"
+    s2, mse = v.get("sigma2"), scale.cells(t, d, "mse", "ours").get(row)
+    if not row.endswith("-i") or s2 is None or mse is None:
         return None, ""
     target = mse / float(np.prod(dataset_spec(d).x_shape))
     ratio = float(s2) / target

@@ -97,7 +97,10 @@ class Interpolation(scale.Section6Experiment):
 
         p = ctx.p
         ours, paper = rows_frame(results), self.paper_frame()
-        table = compare(ours, paper, scale.judge(twin=True), scale.order(paper, ours))
+        floors = {d: scale.real_floor(scale.load(ctx, d), int(scale.per_dataset(p, "fid_samples", d)),
+                                      int(p["fid_dims"]), ctx.device, int(p["seed"]))
+                  for d in dict.fromkeys(r["dataset"] for r in results.values())}
+        table = compare(ours, paper, scale.judge(twin=True, bias=scale.fid_bias(floors)), scale.order(paper, ours))
         ran = {(r["model"], r["dataset"]) for r in results.values()}
         run.write_table(TABLE, scale.finish_table(table, ran, p["datasets"], metric_order=METRIC_ORDER))
         settings, values, boot = {}, {}, {}
@@ -113,7 +116,7 @@ class Interpolation(scale.Section6Experiment):
                          for r in res if "reason" not in r}
             settings[d] = {"data": data.describe(), "generated": data.generated, "n_pairs": n_pairs, "fid_dims": dims,
                            "fid_comparable": scale.fid_comparable(n_pairs, dims), "models": [r["model"] for r in res],
-                           "floor": scale.real_floor(data, n_pairs, dims, ctx.device, int(p["seed"])),
+                           "floor": floors.get(d),
                            "from_cache": {r["model"]: r["from_cache"] for r in res},
                            "did_not_train": {r["model"]: r["reason"] for r in res if "reason" in r},
                            "best": best_rows(values[d])}

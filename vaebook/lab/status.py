@@ -163,6 +163,24 @@ def show_claims(exp, res) -> None:
                + label, raw_columns=("claim", "evidence"))
 
 
+#: evidence longer than this (characters) is folded: its first clause stays in view, the rest opens on a click
+EVIDENCE_IN_VIEW = 260
+
+
+def _folded(text: str) -> str:
+    """Evidence as HTML: escaped; when long, its first clause (cut at the first '; ' or '. ' after 60
+    characters, at most 200) in view and the whole text in a ``<details>`` block."""
+    import html
+    import re
+
+    if len(text) <= EVIDENCE_IN_VIEW:
+        return html.escape(text)
+    m = re.search(r"[;.] ", text[60:200])
+    head = text[:60 + m.start() + 1] if m else text[:200].rsplit(" ", 1)[0]
+    return (f'<details class="vb-more"><summary>{html.escape(head)} …</summary>'
+            f'<div>{html.escape(text)}</div></details>')
+
+
 def claims_display(table: pd.DataFrame, titles: Optional[dict] = None, page_url: str = "../notebooks/{}.html"
                    ) -> pd.DataFrame:
     """The claims table for the page, three columns that fit it: ``claim`` (HTML: the claim, its section and a
@@ -178,7 +196,7 @@ def claims_display(table: pd.DataFrame, titles: Optional[dict] = None, page_url:
             "claim": f'{html.escape(str(r.claim))}<br><span class="vb-where">§ {html.escape(str(r.section))} · '
                      f'{link}</span>',
             "status": r.status,
-            "evidence": html.escape(str(r.evidence)) + (
+            "evidence": _folded(str(r.evidence)) + (
                 f'<br><span class="vb-scale">scale: {html.escape(str(r.scale))}</span>'
                 if str(r.scale).strip() not in ("", "–", "-") else "")})
     return pd.DataFrame(rows, columns=["claim", "status", "evidence"])
