@@ -18,6 +18,10 @@ from typing import Callable, ClassVar, Iterator, Optional
 import torch
 from torch import nn
 
+from vaebook.checks import check_build_model
+from vaebook.data.registry import DATASETS
+from vaebook.nets import ARCHITECTURES
+
 
 #: ``(shape, dtype, device) -> standard-normal noise tensor of that shape`` (see :func:`posterior_noise`).
 NoiseSource = Callable[[tuple, torch.dtype, torch.device], torch.Tensor]
@@ -131,8 +135,7 @@ def register_model(name: str, label: str, group: str = "baseline", datasets: tup
 
 def build_model(name: str, arch: str, **kwargs) -> "GenerativeModel":
     """Build a registered model (e.g. ``build_model("mle-diag-d", "mnist")``)."""
-    if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODEL_REGISTRY)}")
+    check_build_model(name, arch, MODEL_REGISTRY, ARCHITECTURES, DATASETS)
     return MODEL_REGISTRY[name].builder(arch, **kwargs)
 
 

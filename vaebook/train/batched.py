@@ -53,6 +53,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from vaebook.checks import check_fit
 from vaebook.data.batching import BatchIterator
 from vaebook.models.base import posterior_noise
 from vaebook.train.trainer import History, NonFiniteLossError, TrainConfig, fit, resolve_device
@@ -193,6 +194,8 @@ class BatchedTrainer:
     def __init__(self, models: Sequence[nn.Module], datasets, configs, fused_adam: bool = True,
                  chunk_size: Optional[int] = None):
         models, datasets, configs = _as_lists(models, datasets, configs)
+        for m, d, c in zip(models, datasets, configs):
+            check_fit(m, d, c, where="fit_many")
         keys = [batch_key(m, d, c) for m, d, c in zip(models, datasets, configs)]
         for i, (m, c) in enumerate(zip(models, configs)):
             why = batch_blockers(m, c)

@@ -34,7 +34,8 @@ from typing import Callable, Optional
 import torch
 
 from vaebook.data.batching import BatchIterator
-from vaebook.io import atomic_write_text, atomic_torch_save, remove_stale_tmp
+from vaebook.checks import check_fit
+from vaebook.io import atomic_write_text, atomic_torch_save, load_torch_file, remove_stale_tmp
 
 RESUME_MUST_MATCH = ("lr", "batch_size", "weight_decay", "lr_schedule", "seed")
 _CKPT_FILES = ("checkpoint.pt", "best_model.pt", "model.pt", "history.json", "history.csv")
@@ -143,6 +144,7 @@ class Trainer:
     def __init__(self, model, train_images: torch.Tensor, config: TrainConfig, val_images: Optional[torch.Tensor] = None,
                  on_epoch_end: Optional[Callable[[dict], None]] = None):
         self.cfg = config.validate()
+        check_fit(model, train_images, config, val_images)
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.model = model.to(self.device)
@@ -228,7 +230,7 @@ class Trainer:
             raise ValueError("resume=True needs checkpoint_dir")
         if not path.exists():
             return  # nothing to resume: start fresh
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = load_torch_file(path, "re-run with resume=False to start afresh", map_location=self.device)
         self._check_resumable(state, path)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])

@@ -45,6 +45,8 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
+from vaebook.checks import check_variance_args, check_variance_inputs
+
 MODES = ("fixed", "trainable", "mle")
 LOG_2PI = math.log(2 * math.pi)
 
@@ -94,10 +96,7 @@ class DecoderVariance(nn.Module):
     def __init__(self, x_shape: tuple[int, int, int], mode: str = "mle", value: float = 1.0, eps: float = 1e-6,
                  ema: float = 0.02, rescue=None):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"unknown variance mode {mode!r}; choose one of {MODES}")
-        if not value > 0:
-            raise ValueError(f"the decoder variance must be positive, got value={value}")
+        check_variance_args(type(self).__name__, x_shape, mode, value, eps, ema, MODES)
         self.x_shape = tuple(int(s) for s in x_shape)
         self.mode = mode
         self.eps = float(eps) if self.uses_eps else 0.0
@@ -181,6 +180,7 @@ class DecoderVariance(nn.Module):
         the estimate; the -I shapes also update their running (EMA) Σ̂x in training mode. Otherwise
         :meth:`nll` at :meth:`current` (Eq. 7b). The rescue (:attr:`rescue_spec`) then turns this into the training
         objective (identity for ``"none"``)."""
+        check_variance_inputs(type(self).__name__, self.x_shape, x, mu)
         if mu.dim() == x.dim():
             mu = mu.unsqueeze(0)
             head = None if head is None else head.unsqueeze(0)
