@@ -161,7 +161,7 @@ def mle_beats_trainable(t: pd.DataFrame, datasets, metrics: Optional[dict] = Non
     −I twin that did not converge (:func:`converged`) is left out."""
     flags, parts = [], []
     for d in datasets:
-        outs, paper, notes = [], 0, []
+        outs, paper, notes, by_shape = [], 0, [], []
         for r in MLE_ROWS:
             twin = r.replace("mle-", "trainable-")
             ok, why = converged(metrics, t, d, twin)
@@ -169,12 +169,19 @@ def mle_beats_trainable(t: pd.DataFrame, datasets, metrics: Optional[dict] = Non
                 notes.append(why)
             if ok is False:
                 continue
+            mine = []
             for m in FID_SOURCES:
                 pr = pair(t, metrics, d, m, r, twin)
                 if pr is None or paper_lower(t, d, m, r, twin) is None:
                     continue
-                outs.append(pr["outcome"])
+                mine.append(pr["outcome"])
                 paper += bool(paper_lower(t, d, m, r, twin))
+            outs += mine
+            mse = scale.cells(t, d, "mse", "ours")
+            if mine:
+                by_shape.append(f"{scale.display(r).split(' (')[0]} {mine.count('yes')} of {len(mine)}"
+                                + (f" (MSE MLE {fmt(mse[r], '.3g')}, trainable {fmt(mse[twin], '.3g')})"
+                                   if r in mse and twin in mse else ""))
         if not outs:
             parts.append(f"{scale.dataset_label(d)}: no converged pair" + (f" ({'; '.join(notes)})" if notes else ""))
             continue
@@ -182,7 +189,8 @@ def mle_beats_trainable(t: pd.DataFrame, datasets, metrics: Optional[dict] = Non
         n = len(outs)
         flags.append("yes" if yes > n / 2 else ("no" if yes + tie <= n / 2 else "tie"))
         parts.append(f"{scale.dataset_label(d)}: {yes} of {n} FID cells with the interval below 0, {tie} undecided, "
-                     f"{no} above (paper {paper} of {n})" + (f"; {'; '.join(notes)}" if notes else ""))
+                     f"{no} above (paper {paper} of {n}); clear wins per shape: {', '.join(by_shape)}"
+                     + (f"; {'; '.join(notes)}" if notes else ""))
     if not flags:
         return ("not shown at this scale" if parts else "not run"), ("; ".join(parts) or
                                                                      "no MLE row ran with its trainable twin")
