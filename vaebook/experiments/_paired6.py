@@ -106,6 +106,17 @@ def tally_pairs(outcomes: list) -> tuple:
     return outcomes.count("yes"), outcomes.count("tie"), outcomes.count("no")
 
 
+def tally_claim(outs: list, paper: int, texts: list, none: str, head: str) -> tuple:
+    """(status, evidence) of a claim the paper makes by a tally over cells: :func:`noisy_tally_status` of the clear
+    wins and undecided cells against the paper's own tally; ``head`` is formatted with ``yes``, ``tie``, ``no``,
+    ``n``; ``none``: the evidence when no cell could be compared ("not run")."""
+    if not outs:
+        return "not run", none
+    yes, tie, no = tally_pairs(outs)
+    return noisy_tally_status(yes, tie, paper, len(outs)), (
+        head.format(yes=yes, tie=tie, no=no, n=len(outs)) + f"; paper {paper} of {len(outs)}. " + "; ".join(texts))
+
+
 def mle_beats_unit_variance(t: pd.DataFrame, datasets, metrics: Optional[dict] = None) -> tuple:
     """(status, evidence): MLE rows below the σx² = 1 VAE in the prior and GMM-10 FID cells: a win needs the paired
     difference's interval below zero; the paper's tally is read on its own numbers over the same cells."""
@@ -119,12 +130,9 @@ def mle_beats_unit_variance(t: pd.DataFrame, datasets, metrics: Optional[dict] =
                 outs.append(pr["outcome"])
                 paper += bool(paper_lower(t, d, m, r, "vae-gaussian"))
                 texts.append(f"{m}: {pr['text']}")
-    if not outs:
-        return "not run", "the σx² = 1 VAE or the MLE rows were not run"
-    yes, tie, no = tally_pairs(outs)
-    return noisy_tally_status(yes, tie, paper, len(outs)), (
-        f"MLE below σx² = 1 (95 % interval of the paired FID difference below 0) in {yes} of {len(outs)} cells, "
-        f"{tie} with an interval that includes 0, {no} above; paper {paper} of {len(outs)}. " + "; ".join(texts))
+    return tally_claim(outs, paper, texts, "the σx² = 1 VAE or the MLE rows were not run",
+                       "MLE below σx² = 1 (95 % interval of the paired FID difference below 0) in {yes} of {n} cells, "
+                       "{tie} with an interval that includes 0, {no} above")
 
 
 def comparable_with_ae(t: pd.DataFrame, datasets, metrics: Optional[dict] = None, within: float = 0.10) -> tuple:
@@ -147,12 +155,9 @@ def comparable_with_ae(t: pd.DataFrame, datasets, metrics: Optional[dict] = None
             outs.append(out)
             paper += min(p[r] for r in mle) <= (1 + within) * min(p[r] for r in ae)
             texts.append(f"{m}: {pr['text']} vs margin {fmt(margin, '.3g')}")
-    if not outs:
-        return "not run", "no column with both an MLE row and an AE/WAE/RAE row"
-    yes, tie, no = tally_pairs(outs)
-    return noisy_tally_status(yes, tie, paper, len(outs)), (
-        f"best MLE not worse than the best AE/WAE/RAE by more than {within:.0%} (whole interval) in {yes} of "
-        f"{len(outs)} columns, {tie} undecided, {no} worse; paper {paper} of {len(outs)}. " + "; ".join(texts))
+    return tally_claim(outs, paper, texts, "no column with both an MLE row and an AE/WAE/RAE row",
+                       f"best MLE not worse than the best AE/WAE/RAE by more than {within:.0%} (whole interval) in "
+                       "{yes} of {n} columns, {tie} undecided, {no} worse")
 
 
 def mle_beats_trainable(t: pd.DataFrame, datasets, metrics: Optional[dict] = None) -> tuple:
@@ -266,5 +271,5 @@ def rank_agreement(t: pd.DataFrame, datasets, metrics: Optional[dict] = None, mi
                                       f"agreeing: " + "; ".join(parts)
 
 
-__all__ = ["pair", "paper_lower", "converged", "mle_beats_unit_variance", "comparable_with_ae", "mle_beats_trainable",
+__all__ = ["pair", "paper_lower", "tally_claim", "converged", "mle_beats_unit_variance", "comparable_with_ae", "mle_beats_trainable",
            "diag_d_best_prior", "best_of", "rank_agreement", "CONVERGED_FACTOR", "FID_SOURCES"]

@@ -364,6 +364,13 @@ def judge(twin: bool, notes: Optional[dict] = None, rel_tol: float = 0.1, max_ra
     return rule
 
 
+def fid_floors(ctx, datasets) -> dict:
+    """FID's bias at the run's N per dataset (``{dataset: real_floor(...)}``), for :func:`fid_bias` and the page."""
+    p = ctx.p
+    return {d: real_floor(load(ctx, d), int(per_dataset(p, "fid_samples", d)), int(p["fid_dims"]), ctx.device,
+                          int(p["seed"])) for d in datasets}
+
+
 def fid_bias(floors: dict):
     """``bias(dataset, metric)`` for :func:`judge`: the real-vs-real FID at the run's N for FID columns (``floors``:
     dataset -> :func:`real_floor`'s dict, as in a page's ``settings[d]["floor"]``), 0 elsewhere."""
@@ -665,7 +672,7 @@ class Section6Experiment(Experiment):
         return units(ctx, self.paper_frame())
 
 
-__all__ = ["recount", "fid_bias", "PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
+__all__ = ["recount", "fid_bias", "fid_floors", "PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
            "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
            "models_for", "units", "failed_rows", "untrained_reason", "fid_comparable", "fid_note", "data_note", "reference", "real_floor", "fid_batch",
            "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment",

@@ -167,12 +167,9 @@ class Generation(scale.Section6Experiment):
     def report(self, ctx, results: dict, run) -> None:
         p = ctx.p
         ours, paper = rows_frame(results), self.paper_frame()
-        floors = {}  # FID's bias at the run's N per dataset: the real-vs-real FID (read by the magnitude bound)
-        for d in dict.fromkeys(r["dataset"] for r in results.values()):
-            if self.sources_for(p, d):
-                data = scale.load(ctx, d)
-                floors[d] = scale.real_floor(data, int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"]),
-                                             ctx.device, int(p["seed"]))
+        # FID's bias at the run's N per dataset: the real-vs-real FID (read by the magnitude bound)
+        floors = scale.fid_floors(ctx, [d for d in dict.fromkeys(r["dataset"] for r in results.values())
+                                        if self.sources_for(p, d)])
         table = compare(ours, paper, scale.judge(self.twin, PAPER_NOTES.get(self.table), bias=scale.fid_bias(floors)),
                         scale.order(paper, ours))
         ran = {(r["model"], r["dataset"]) for r in results.values()}

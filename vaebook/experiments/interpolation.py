@@ -97,9 +97,7 @@ class Interpolation(scale.Section6Experiment):
 
         p = ctx.p
         ours, paper = rows_frame(results), self.paper_frame()
-        floors = {d: scale.real_floor(scale.load(ctx, d), int(scale.per_dataset(p, "fid_samples", d)),
-                                      int(p["fid_dims"]), ctx.device, int(p["seed"]))
-                  for d in dict.fromkeys(r["dataset"] for r in results.values())}
+        floors = scale.fid_floors(ctx, list(dict.fromkeys(r["dataset"] for r in results.values())))
         table = compare(ours, paper, scale.judge(twin=True, bias=scale.fid_bias(floors)), scale.order(paper, ours))
         ran = {(r["model"], r["dataset"]) for r in results.values()}
         run.write_table(TABLE, scale.finish_table(table, ran, p["datasets"], metric_order=METRIC_ORDER))
