@@ -39,6 +39,7 @@ import time
 import torch
 
 from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _rescue_claims, _rescue_page
 from vaebook.experiments._rescue_figures import strips
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.experiments.noise_variance import partition_estimates
@@ -83,6 +84,7 @@ PRESETS = {
 class Rescue(Experiment):
     """Diag-D by MLE with each rescue against Iso-I, Diag-I and Iso-D (see the module docstring)."""
 
+    SECTION, CLAIMS = _rescue_claims.SECTION, _rescue_claims.CLAIMS
     name = "rescue"
     title = "Beyond the paper: Diag-D by maximum likelihood, rescued"
     presets = PRESETS
@@ -116,6 +118,16 @@ class Rescue(Experiment):
         "noise_s2": ParamSpec("float", min=0.0, min_exclusive=True, max=1.0, allow_none=True, default=None,
                               doc="injected noise variance s_x²"),
     }
+
+    def check(self, p: dict) -> None:
+        from vaebook.lab.params import SEED_MAX, ParameterError
+
+        if p.get("epochs") is not None:
+            raise ParameterError(f"parameter 'epochs' = {p['epochs']} does not apply to 'rescue': every model trains "
+                                 f"'max_steps' steps of batch 64 (one pass at most); set max_steps instead.")
+        if int(p["seed"]) + int(p["seeds"]) - 1 > SEED_MAX:
+            raise ParameterError(f"parameter 'seeds' = {p['seeds']} with seed {p['seed']} needs model seeds above "
+                                 f"{SEED_MAX}; choose a smaller seed or fewer seeds.")
 
     def eval_key(self, unit, p: dict) -> dict:
         """Every parameter but the selection, so adding a row or a seed does not re-evaluate the others."""
@@ -237,6 +249,13 @@ class Rescue(Experiment):
         if imgs:
             labels = {r: ROWS[r]["label"] for r in ROWS}
             run.save_figure(strips(imgs, list(ctx.p["rows"]), int(ctx.p["seed"]), labels), "fig_strips")
+
+    def claims(self, res) -> list:
+        """The page's claims (rules: :mod:`vaebook.experiments._rescue_claims`), read from the records at load."""
+        return _rescue_claims.claims(res)
+
+    def summary(self, res) -> dict:
+        return _rescue_page.summary(res)
 
     def settings(self, ctx) -> dict:
         p = ctx.p

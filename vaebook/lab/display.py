@@ -28,7 +28,7 @@ def fmt(v, spec: str = ".3g", missing: str = "n/a") -> str:
     if spec and spec[-1] in "bcdoxXn":
         return format(int(round(f)), spec)
     out = format(f, spec)
-    return out[1:] if out.startswith("-") and float(out) == 0 else out  # never "-0"
+    return out[1:] if out.startswith("-") and float(out.replace(",", "")) == 0 else out  # never "-0"
 
 
 def glue_all(values: dict) -> None:
