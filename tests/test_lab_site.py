@@ -289,7 +289,7 @@ def browser():
 def test_clean_page_passes(tmp_path, browser):
     table = ("<div style='max-width:600px'><table><thead><tr><th>metric</th><th>verdict</th></tr></thead>"
              "<tbody><tr><td>mse</td><td>match</td></tr></tbody></table></div>")
-    site = _site(tmp_path, {"index.html": (f'<p id="a">Hello</p><a href="b.html#b">b</a><img src="dot.png">{table}',
+    site = _site(tmp_path, {"index.html": (f'<p id="a">Hello</p><a href="b.html#b">b</a><img src="dot.png" alt="a dot">{table}',
                                            ""),
                             "b.html": ('<p id="b">a table may say n-a:</p><table><tr><td>n/a</td></tr></table>', "")})
     for page in ("index.html", "b.html"):
@@ -313,6 +313,37 @@ def test_every_defect_is_reported(tmp_path, browser):
     text = "\n".join(str(p) for p in got)
     assert "missing.html → no such file" in text and "#nowhere" in text and "gone.png" in text
     assert "already been declared" in text and "verdict column is cut off" in text and "scroll box" in text
+
+
+def _wide_png(path: Path, width: int = 1600, height: int = 40) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (width, height), (200, 30, 30)).save(path)
+
+
+@needs_chromium
+def test_figures_shrunk_without_a_link_or_without_alt_text_fail(tmp_path, browser):
+    small = '<img src="wide.png" alt="a red bar" style="width:300px">'  # 300 of 1,600 px, no way to open it
+    bare = '<img src="dot.png">'
+    named = '<img src="dot.png" alt="dot.png">'  # a notebook output's default alt: its file name
+    site = _site(tmp_path, {"small.html": (small, ""), "bare.html": (bare, ""), "named.html": (named, "")})
+    _wide_png(site / "wide.png")
+    got = {page: [(p.kind, p.detail) for p in site_check.check_page(browser, site / page, site)]
+           for page in ("small.html", "bare.html", "named.html")}
+    assert got["small.html"] == [("unreadable figure", "wide.png shown 300 px wide of its 1600 px, and not a link "
+                                                       "to its full size")], got
+    assert got["bare.html"] == [("figure without alt text", "dot.png")]
+    assert got["named.html"] == [("figure without alt text", "dot.png")]
+
+
+@needs_chromium
+def test_shrunk_figure_that_opens_full_size_passes(tmp_path, browser):
+    linked = '<a href="wide.png"><img src="wide.png" alt="a red bar" style="width:300px"></a>'
+    near = '<img src="wide.png" alt="a red bar" style="width:900px">'  # above half its natural width
+    site = _site(tmp_path, {"linked.html": (linked, ""), "near.html": (near, "")})
+    _wide_png(site / "wide.png")
+    for page in ("linked.html", "near.html"):
+        assert site_check.check_page(browser, site / page, site) == []
 
 
 @needs_chromium

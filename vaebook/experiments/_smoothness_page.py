@@ -15,6 +15,7 @@ from vaebook.experiments import _smoothness_claims as rules
 from vaebook.experiments import smoothness as sm
 from vaebook.lab.compare import spearman, verdict_line
 from vaebook.lab.display import fmt, pct
+from vaebook.metrics.tsne import tsne_grid
 from vaebook.paper import paper_table
 from vaebook.train.curve import plateau_line
 
@@ -175,18 +176,9 @@ def figure_perturbed(panels: dict, s2: float):
 
 
 def figure_tsne(panels: dict):
-    """Figures D.4 / E.5: t-SNE of μφ(x) coloured by digit, with prior draws (pink)."""
-    import matplotlib.pyplot as plt
-
-    from vaebook.metrics.tsne import plot_tsne
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.4), squeeze=False)
-    for ax, (name, r) in zip(axes[0], panels.items()):
-        plot_tsne({k: np.asarray(v) for k, v in r.items()}, ax=ax, title=name)
-        ax.title.set_fontsize(8)
-    axes[0, -1].legend(fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    return fig
+    """Figures D.4 / E.5: t-SNE of μφ(x) coloured by digit (colour-blind-safe), prior draws as black crosses, two
+    panels a row with one legend (see :func:`vaebook.metrics.tsne.tsne_grid`)."""
+    return tsne_grid([(name, {k: np.asarray(v) for k, v in r.items()}) for name, r in panels.items()], ncols=2)
 
 
 def figure_sweep(table: pd.DataFrame, key: str):

@@ -21,6 +21,7 @@ from vaebook.experiments import _scale6 as scale
 from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, spearman, verdict, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
+from vaebook.metrics.tsne import tsne_frame, tsne_grid
 
 def kid_metric(fid_metric: str) -> str:
     """The KID metric beside an FID metric (ours only: the paper reports no KID)."""
@@ -216,7 +217,8 @@ class Generation(scale.Section6Experiment):
                 run.save_figure(samples_figure(imgs, data.test, self.sources_for(p, d), int(p["figure_images"]),
                                                f"{fig_name} ({data.spec.label}) — {data.describe()}"), stem)
             maps = [(r["model"], r["tsne"]) for r in ok if r.get("tsne")]
-            if maps:
+            if maps:  # the points too, so the page can re-draw the maps without re-running t-SNE
+                run.write_table(f"fig_J6_{d}_tsne_points", tsne_frame({scale.display(m): t for m, t in maps}))
                 run.save_figure(tsne_figure(maps), f"fig_J6_{d}_tsne")
         if self.time_figure and any(times.values()):
             run.save_figure(time_figure(times), "fig_2_time_per_epoch")
@@ -444,21 +446,10 @@ def samples_figure(rows: dict, test: torch.Tensor, sources, n_show: int, title: 
 
 
 def tsne_figure(maps: list):
-    """Figure J.6: t-SNE of the test codes (colour = digit) with prior draws (pink), one panel per model."""
-    import matplotlib.pyplot as plt
-
-    from vaebook.metrics.tsne import plot_tsne
-
-    cols = min(5, max(1, len(maps)))
-    rows = max(1, math.ceil(len(maps) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows), squeeze=False)
-    for ax, (name, t) in zip(axes.flat, maps):
-        plot_tsne({k: v.numpy() for k, v in t.items()}, ax=ax, title=scale.display(name), point_size=2.0)
-        ax.title.set_fontsize(7)
-    for ax in list(axes.flat)[len(maps):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+    """Figure J.6: t-SNE of the test codes (colour = digit, colour-blind-safe) with prior draws (black crosses), one
+    panel per model, four a row, one legend."""
+    return tsne_grid([(scale.display(name), {k: v.numpy() for k, v in t.items()}) for name, t in maps], ncols=4,
+                     panel_in=2.4)
 
 
 def time_figure(times: dict):

@@ -50,6 +50,7 @@ from vaebook.experiments import _smoothness_claims as rules
 from vaebook.experiments import _smoothness_page as page
 from vaebook.lab import Experiment, Job, ParameterError, ParamSpec, Unit
 from vaebook.lab.paper import long_rows
+from vaebook.metrics.tsne import tsne_frame
 from vaebook.paper import D_Z_SECTION4
 from vaebook.train.curve import plateau, plateau_cell
 
@@ -308,10 +309,10 @@ class Smoothness(Experiment):
         if panels("decodes", "table1"):
             run.save_figure(page.figure_perturbed(panels("decodes", "table1"), p["figure_s2"]),
                             "figD3_perturbed_decodes")
-        if panels("tsne", "table1"):
-            run.save_figure(page.figure_tsne(panels("tsne", "table1")), "figD4_tsne")
-        if panels("tsne", "tableE8"):
-            run.save_figure(page.figure_tsne(panels("tsne", "tableE8")), "figE5_tsne")
+        for table, stem in (("table1", "figD4_tsne"), ("tableE8", "figE5_tsne")):
+            if panels("tsne", table):  # the points too, so the page can re-draw the map without re-running t-SNE
+                run.write_table(f"{stem}_points", tsne_frame(panels("tsne", table)))
+                run.save_figure(page.figure_tsne(panels("tsne", table)), stem)
 
     # -- what the page's prose quotes -----------------------------------------------------------
     def summary(self, res) -> dict:

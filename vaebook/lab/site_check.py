@@ -14,6 +14,9 @@ DevTools protocol over ``--remote-debugging-pipe`` (no websocket client needed),
 * **clipped table**: a table whose verdict (or claim status) column lies outside the window or is cut off by
   a scrolling box, any table wider than what its box shows (columns scrolled away), or a table held in a box
   shorter than itself (a scroll box);
+* **unreadable figure**: an ``<img>`` shown at less than half its natural width (``SHRUNK``) that is not a link
+  (to its full size): its text is then smaller than the page's;
+* **figure without alt text**: an ``<img>`` whose ``alt`` is missing, empty, or only a file name;
 * **"n/a" template**: "n/a" in the page's prose (outside tables and code): a sentence that was written for
   numbers this build does not have;
 * **machine path**: ``/work/``, ``/tmp/``, ``/root/``, ``/home/`` or ``/Users/`` anywhere in the page's HTML,
@@ -41,6 +44,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
+from vaebook.lab.site_figures import image_problems
+
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "chrome")
 MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|tmp|root|home|Users)/[\w.\-]")
 NA_TEMPLATE = re.compile(r"(?<![\w/])n/a(?![\w/])", re.IGNORECASE)
@@ -53,8 +58,11 @@ PAGE_PROBE = r"""
   const out = {links: [], images: [], tables: [], prose: "", ids: []};
   for (const a of document.querySelectorAll("a[href]")) out.links.push([a.getAttribute("href"), a.href]);
   for (const img of document.querySelectorAll("img")) {
+    const link = img.closest("a[href]");
     out.images.push({src: img.getAttribute("src") || "", ok: img.complete && img.naturalWidth > 0,
-                     lazy: img.loading === "lazy"});
+                     lazy: img.loading === "lazy", alt: (img.getAttribute("alt") || "").trim(),
+                     shown: Math.round(img.getBoundingClientRect().width), natural: img.naturalWidth,
+                     linked: !!link && !link.getAttribute("href").startsWith("#")});
   }
   const vw = document.documentElement.clientWidth;
   const clipBoxes = (el) => {  // ancestors that cut off their overflow
@@ -422,6 +430,8 @@ def check_page(browser: Browser, page: Path, site: Path, ids_cache: Optional[dic
             target = page.parent / unquote(urlsplit(src).path)
             if not target.exists():
                 out.append(Problem(rel, "broken image", f"{src} → no such file"))
+    for kind, detail in image_problems(probe.get("images", [])):
+        out.append(Problem(rel, kind, detail))
     for t in probe.get("tables", []):
         cols = ", ".join(c for c in t.get("columns", []) if c)
         for msg in t.get("problems", []):
