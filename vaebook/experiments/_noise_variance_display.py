@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from typing import Optional
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
+from vaebook.data import noisy_pattern_partitions
 from vaebook.experiments._noise_variance_cells import (ALTERNATIVE_COLUMNS, COLUMN_ORDER, PATTERNS, REFERENCE_BAND,
                                                       SEED_COLUMNS)
-from vaebook.lab.display import fmt
+from vaebook.lab.display import PAGE_IN, fmt, reading_style
 from vaebook.paper import CLEAN_MNIST_VARIANCE
 
 
@@ -83,67 +88,80 @@ def _error_bars(ax, x, grp, **kw) -> None:
                     lw=0.8, capsize=2, **kw)
 
 
+#: the Σx shapes in words (panel titles)
+SHAPE_WORDS = {"Iso-I": "Iso-I: one σ² for all images and pixels", "Diag-I": "Diag-I: one σ² per pixel",
+               "Iso-D": "Iso-D: one σ² per image", "Diag-D": "Diag-D: one σ² per image and pixel"}
+#: axis text: estimated variances are of pixel values in [0, 1]
+VAR_UNIT = "(pixel values in [0, 1])"
+
+
 def figure_estimates(long: pd.DataFrame):
     """Ours vs the paper per cell (models that did not train left out), with the identity line and the
-    s_x² + 0.007 references; a cell with several seeds is their mean, its bar their min–max."""
-    import matplotlib.pyplot as plt
-
+    s_x² + 0.007 references; a cell with several seeds is their mean, its bar their min–max. Drawn at the page's
+    width with text at reading sizes."""
     long = long[long["ours"].notna() & long["paper"].notna() & (long["verdict"] != "did not train")]
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    markers = {"Iso-I": "o", "Diag-I": "s", "Iso-D": "^", "Diag-D": "D"}
-    for i, (m, grp) in enumerate(long.groupby("model", sort=False)):
-        ax.scatter(grp["paper"], grp["ours"], marker=markers.get(m, "o"), label=m, alpha=0.8, color=f"C{i}")
-        _error_bars(ax, grp["paper"], grp, ecolor=f"C{i}")
-    vals = pd.concat([long["paper"], long["ours"]]).replace([np.inf, -np.inf], np.nan).dropna()
-    vals = vals[vals > 0]
-    if len(vals):
-        lo, hi = float(vals.min()) / 1.5, float(vals.max()) * 1.5
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="ours = paper")
-        ax.set_xscale("log"), ax.set_yscale("log")
-    for s2 in sorted(long["s_x2"].unique()):
-        ax.axhline(s2 + CLEAN_MNIST_VARIANCE, color="gray", lw=0.6, ls=":")
-    ax.axhline(CLEAN_MNIST_VARIANCE, color="gray", lw=0.6, ls=":")
-    ax.set_xlabel("paper σ̂² (Table 3)")
-    ax.set_ylabel("our σ̂²")
-    if len(long):
-        ax.legend(fontsize=7)
-    ax.set_title("Estimated decoder variances per partition (dotted: 0.007, s_x² + 0.007)", fontsize=8)
-    fig.tight_layout()
+    palette = sns.color_palette("colorblind", 4)
+    with reading_style():
+        fig, ax = plt.subplots(figsize=(PAGE_IN * 0.75, PAGE_IN * 0.62))
+        markers = {"Iso-I": "o", "Diag-I": "s", "Iso-D": "^", "Diag-D": "D"}
+        for i, (m, grp) in enumerate(long.groupby("model", sort=False)):
+            ax.scatter(grp["paper"], grp["ours"], marker=markers.get(m, "o"), label=m, alpha=0.85, color=palette[i % 4])
+            _error_bars(ax, grp["paper"], grp, ecolor=palette[i % 4])
+        vals = pd.concat([long["paper"], long["ours"]]).replace([np.inf, -np.inf], np.nan).dropna()
+        vals = vals[vals > 0]
+        if len(vals):
+            lo, hi = float(vals.min()) / 1.5, float(vals.max()) * 1.5
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.9, label="ours = paper")
+            ax.set_xscale("log"), ax.set_yscale("log")
+        for s2 in sorted(long["s_x2"].unique()):
+            ax.axhline(s2 + CLEAN_MNIST_VARIANCE, color="gray", lw=0.7, ls=":")
+        ax.axhline(CLEAN_MNIST_VARIANCE, color="gray", lw=0.7, ls=":", label="0.007 and s_x² + 0.007")
+        ax.set_xlabel(f"paper's estimated σ² (Table 3) {VAR_UNIT}")
+        ax.set_ylabel("our estimated σ²")
+        if len(long):
+            ax.legend(loc="upper left")
+        ax.set_title("Estimated decoder variances, ours against the paper's")
+        fig.tight_layout()
     return fig
 
 
 def figure_vs_reference(table: pd.DataFrame):
     """Each estimate against the variance the injected noise implies (our clean estimate + s_x² × noisy share),
-    by shape; filled = a partition set that is all noisy, open = all clean, grey = mixed or did not train; a cell
-    with several seeds is their mean, its bar their min–max."""
-    import matplotlib.pyplot as plt
-
-    from vaebook.data import noisy_pattern_partitions
-
+    one panel per Σx shape, two a row at the page's width; filled = a partition set that is all noisy, open = all
+    clean, grey = mixed or did not train; a cell with several seeds is their mean, its bar their min–max."""
     t = table.dropna(subset=["ours", "reference_ours"])
     models = list(dict.fromkeys(t["model"]))
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(2.9 * max(1, len(models)), 2.9), squeeze=False)
+    cols = min(2, max(1, len(models)))
+    rows = max(1, -(-len(models) // cols))
     lo = float(np.nanmin(t[["ours", "reference_ours"]].to_numpy())) if len(t) else 1e-3
     hi = float(np.nanmax(t[["ours", "reference_ours"]].to_numpy())) if len(t) else 1.0
-    for ax, m in zip(axes[0], models):
-        s = t[t["model"] == m]
-        for _, r in s.iterrows():
-            parts = set(str(r["metric"]).split("_", 1)[1].split("+"))
-            noisy = set(noisy_pattern_partitions(r["noise_pattern"]))
-            kind = "noisy" if parts <= noisy else ("clean" if not parts & noisy else "mixed")
-            dnt = r["verdict"] == "did not train"
-            c = "0.6" if dnt or kind == "mixed" else "tab:red"
-            ax.scatter(r["reference_ours"], r["ours"], s=16, c=c if kind != "clean" or dnt else "none",
-                       edgecolors=c, linewidths=1, zorder=3)
-        _error_bars(ax, s["reference_ours"], s[s["verdict"] != "did not train"], ecolor="0.4", zorder=2)
-        xs = np.array([lo * 0.8, hi * 1.25])
-        ax.plot(xs, xs, "k-", lw=0.8)
-        ax.fill_between(xs, xs / REFERENCE_BAND, xs * REFERENCE_BAND, color="0.9", lw=0)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(m, fontsize=8)
-        ax.set_xlabel("injected reference", fontsize=7)
-        ax.tick_params(labelsize=7)
-    axes[0, 0].set_ylabel("our estimate", fontsize=7)
-    fig.tight_layout()
+    with reading_style():
+        fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 3.5 * rows + 0.5), squeeze=False)
+        for ax, m in zip(axes.flat, models):
+            s = t[t["model"] == m]
+            for _, r in s.iterrows():
+                parts = set(str(r["metric"]).split("_", 1)[1].split("+"))
+                noisy = set(noisy_pattern_partitions(r["noise_pattern"]))
+                kind = "noisy" if parts <= noisy else ("clean" if not parts & noisy else "mixed")
+                dnt = r["verdict"] == "did not train"
+                c = "0.6" if dnt or kind == "mixed" else "#d55e00"
+                ax.scatter(r["reference_ours"], r["ours"], s=30, c=c if kind != "clean" or dnt else "none",
+                           edgecolors=c, linewidths=1.2, zorder=3)
+            _error_bars(ax, s["reference_ours"], s[s["verdict"] != "did not train"], ecolor="0.4", zorder=2)
+            xs = np.array([lo * 0.8, hi * 1.25])
+            ax.plot(xs, xs, "k-", lw=0.9)
+            ax.fill_between(xs, xs / REFERENCE_BAND, xs * REFERENCE_BAND, color="0.9", lw=0)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(SHAPE_WORDS.get(m, m))
+            ax.set_xlabel("variance the injected noise implies")
+            ax.set_ylabel("our estimated σ²")
+        for ax in list(axes.flat)[len(models):]:
+            ax.axis("off")
+        keys = [Line2D([], [], ls="", marker="o", color="#d55e00", label="all-noisy partitions"),
+                Line2D([], [], ls="", marker="o", mfc="none", color="#d55e00", label="all-clean partitions"),
+                Line2D([], [], ls="", marker="o", color="0.6", label="mixed, or did not train"),
+                Patch(color="0.9", label=f"within ×/÷ {REFERENCE_BAND:g} of the reference")]
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / (3.5 * rows + 0.5)))
+        fig.legend(handles=keys, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 1.0))
     return fig

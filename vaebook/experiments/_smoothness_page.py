@@ -4,7 +4,10 @@ Not an experiment (no ``EXPERIMENT``); the rules are in :mod:`._smoothness_claim
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 import numpy as np
 import pandas as pd
@@ -14,7 +17,7 @@ from vaebook.experiments import _collapse_claims as cc
 from vaebook.experiments import _smoothness_claims as rules
 from vaebook.experiments import smoothness as sm
 from vaebook.lab.compare import spearman, verdict_line
-from vaebook.lab.display import fmt, pct
+from vaebook.lab.display import PAGE_IN, fmt, pct, reading_style
 from vaebook.metrics.tsne import tsne_grid
 from vaebook.paper import paper_table
 from vaebook.train.curve import plateau_line
@@ -159,7 +162,6 @@ def tsne_panel(model, x, labels, n: int, seed: int, max_iter: Optional[int]) -> 
 
 def figure_perturbed(panels: dict, s2: float):
     """Figure D.3: per model, rows of [original (red) | reconstruction (blue) | decodes of μφ(x) + ε]."""
-    import matplotlib.pyplot as plt
 
     names = list(panels)
     rows = panels[names[0]].shape[0] // 28
@@ -181,34 +183,64 @@ def figure_tsne(panels: dict):
     return tsne_grid([(name, {k: np.asarray(v) for k, v in r.items()}) for name, r in panels.items()], ncols=2)
 
 
-def figure_sweep(table: pd.DataFrame, key: str):
-    """Paper vs ours over the sweep, one panel per quantity (log scale where every value is positive); the
-    shaded band is the factor-``TREND_BAND`` magnitude a "trend holds" cell must stay within."""
-    import matplotlib.pyplot as plt
+#: each quantity of Tables 1 and E.8 in words, with its unit (the ``det_`` columns: the deterministic encoder's)
+SWEEP_TITLES = {"mse": "MSE (summed over pixels)", "kl": "KL(q‖p) (nats)", "sigma_z2": "learned σz²",
+                "mi": "MI bound, Eq. (D.1) (nats)", "gap_1e-2": "expected gap Δ², s² = 10⁻²",
+                "gap_1e-3": "expected gap Δ², s² = 10⁻³", "els": "ELS (higher = rougher)"}
 
-    band = rules.TREND_BAND
+
+def sweep_title(metric: str) -> str:
+    """A column of Table 1 / E.8 in words (``det_els`` → "ELS (higher = rougher)": the figure's heading names the
+    encoder)."""
+    return SWEEP_TITLES.get(metric.removeprefix("det_"), metric)
+
+
+def sweep_groups(table: pd.DataFrame) -> list:
+    """``[(heading, metrics)]``: the stochastic encoder's quantities, then the deterministic encoder's (if any)."""
     metrics = list(dict.fromkeys(table["metric"]))
-    cols = 4
+    det = [m for m in metrics if m.startswith("det_")]
+    sto = [m for m in metrics if m not in det]
+    return [(h, ms) for h, ms in (("stochastic encoder (learned σz²)", sto), ("deterministic encoder (σz² = 0)", det))
+            if ms]
+
+
+def figure_sweep(table: pd.DataFrame, key: str, metrics: Optional[Sequence[str]] = None, title: str = ""):
+    """Paper vs ours over the sweep, one panel per quantity (``metrics``, default all), two panels a row at the page's
+    width, titles in words with units, log scale where every value is positive; the shaded band is the
+    factor-``TREND_BAND`` magnitude a "trend holds" cell must stay within."""
+    band = rules.TREND_BAND
+    metrics = list(metrics or dict.fromkeys(table["metric"]))
+    cols = 2
     rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.5 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, metrics):
-        t = table[table["metric"] == m].sort_values(key)
-        p = t.dropna(subset=["paper"])
-        o = t.dropna(subset=["ours"])
-        ax.plot(p[key], p["paper"], "o-", color="0.35", ms=3, lw=1, label="paper")
-        ax.fill_between(p[key], p["paper"] / band, p["paper"] * band, color="0.85", lw=0)
-        ax.plot(o[key], o["ours"], "s-", color="tab:blue", ms=4, lw=1.2, label="ours")
-        vals = pd.concat([p["paper"], o["ours"]])
-        if len(vals) and (vals > 0).all():
-            ax.set_yscale("log")
-        ax.set_title(m, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel(key.replace("log10_", "log₁₀ ").replace("sigma_x2", "σx²").replace("sigma_z2", "σz²"), fontsize=7)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
+    xlabel = {"log10_sigma_x2": "log₁₀ σx² (fixed decoder variance)",
+              "log10_sigma_z2": "log₁₀ σz² (fixed encoder variance)"}.get(key, key)
+    with reading_style():
+        fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, 2.9 * rows + 0.5 + 0.35 * bool(title)), squeeze=False)
+        for ax, m in zip(axes.flat, metrics):
+            t = table[table["metric"] == m].sort_values(key)
+            p = t.dropna(subset=["paper"])
+            o = t.dropna(subset=["ours"])
+            ax.fill_between(p[key], p["paper"] / band, p["paper"] * band, color="0.88", lw=0,
+                            label=f"paper ×/÷ {band:g} (trend band)")
+            ax.plot(p[key], p["paper"], "o-", color="0.3", ms=4, lw=1.2, label="paper")
+            ax.plot(o[key], o["ours"], "s-", color="#0173b2", ms=5, lw=1.5, label="ours")
+            vals = pd.concat([p["paper"], o["ours"]])
+            if len(vals) and (vals > 0).all():
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(sweep_title(m))
+            ax.set_xlabel(xlabel)
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        head = 0.5 + 0.35 * bool(title)
+        fig.tight_layout(rect=(0, 0, 1, 1 - head / (2.9 * rows + head)))
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.35 * bool(title) / (2.9 * rows + head)))
+        if title:
+            fig.suptitle(title, y=1.0, fontweight="bold")
     return fig
 
 
-__all__ = ["summary", "run_line", "train_time_line", "perturbed_decodes", "tsne_panel", "figure_perturbed", "figure_tsne", "figure_sweep"]
+__all__ = ["summary", "run_line", "train_time_line", "perturbed_decodes", "tsne_panel", "figure_perturbed", "figure_tsne", "figure_sweep", "sweep_groups", "sweep_title"]

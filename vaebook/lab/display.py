@@ -6,8 +6,11 @@ import math
 import re
 from typing import Optional, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from vaebook.metrics.tsne import maps_from_frame, tsne_grid
 
 
 def pct(a, b) -> str:
@@ -189,8 +192,23 @@ def show_table(df, caption: str = "", precision: int = 3, max_rows: Optional[int
     display(HTML(cap + table_html(d, precision, raw_columns, full_text=full_text)))
 
 
+#: text sizes of a figure drawn for a page of about ``PAGE_IN`` inches: at the page's width (≈ 760 px at a 1280-px
+#: window) a point is then ≥ 1.3 px, so tick labels (10 pt) are ≥ 13 px, the body's small print
+READING_RC = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
+              "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "savefig.dpi": 200}
+#: the width (inches) a figure for the page is drawn at: its text then keeps the sizes above on the page
+PAGE_IN = 8.0
+
+
+def reading_style():
+    """``with reading_style(): fig = ...``: a figure's text at :data:`READING_RC` sizes."""
+    return plt.rc_context(READING_RC)
+
+
 def show_figure(res, stem: str, caption: str = "") -> bool:
-    """A results figure with its caption; False when the run has no such figure."""
+    """A results figure with its caption; False when the run has no such figure. The book shows it at the page's
+    width as a link to the full-size PNG, with the caption as its alt text (``book/_ext/vaebook_sphinx.py``), so
+    give every figure a caption."""
     from IPython.display import Image, Markdown, display
 
     if res is None or stem not in res.figures:
@@ -198,6 +216,25 @@ def show_figure(res, stem: str, caption: str = "") -> bool:
     display(Image(filename=str(res.figures[stem])))
     if caption:
         display(Markdown(f"*{caption}* ({md_escape(res.label)})"))
+    return True
+
+
+def show_tsne(res, stem: str, caption: str = "", ncols: int = 2, panel_in: float = 3.6) -> bool:
+    """A t-SNE figure drawn on the page from the points the run stored (``<stem>_points.csv``, see
+    :func:`vaebook.metrics.tsne.tsne_frame`), else the run's PNG (:func:`show_figure`); False when neither."""
+    from IPython.display import Markdown, display
+
+    if res is None:
+        return False
+    pts = res.tables.get(f"{stem}_points")
+    if pts is None or pts.empty:
+        return show_figure(res, stem, f"{caption} Prior draws in pink, as the paper draws them (this run stored no "
+                                      "t-SNE points to re-draw its map in colour-blind-safe colours)." if caption else "")
+    with reading_style():
+        tsne_grid(maps_from_frame(pts), ncols=ncols, panel_in=panel_in)
+        plt.show()
+    if caption:
+        display(Markdown(f"*{caption} Prior draws: black crosses.* ({md_escape(res.label)})"))
     return True
 
 
@@ -265,8 +302,6 @@ def image_grid(images, nrow: int = 8, padding: int = 1) -> np.ndarray:
 
 def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell: float = 0.32):
     """One strip of images per ``(row label, images K×C×H×W or None)``."""
-    import matplotlib.pyplot as plt
-
     n = max(1, len(blocks))
     k = max((b.shape[0] for _, b in blocks if b is not None), default=8)
     fig, axes = plt.subplots(n, 1, figsize=(max(4.0, cell * k + 2.2), 0.42 + cell * 1.25 * n), squeeze=False)
@@ -290,5 +325,5 @@ def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell
 
 
 __all__ = ["md_escape", "md_code", "fmt", "pct", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
-           "BADGE_COLUMNS", "show_figure", "banner", "SMOKE_WARNING", "display_cells",
-           "side_by_side", "image_grid", "grid_figure"]
+           "BADGE_COLUMNS", "show_figure", "show_tsne", "banner", "SMOKE_WARNING", "display_cells",
+           "side_by_side", "image_grid", "grid_figure", "READING_RC", "PAGE_IN", "reading_style"]

@@ -53,6 +53,12 @@ def open_page(name: str, namespace: dict, log=print):
     from vaebook.lab.experiment import run
     from vaebook.lab.results import load_results
 
+    try:  # figures drawn on the page at twice the pixels, shown at their size: sharp when zoomed
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("retina")
+    except ImportError:  # outside a notebook kernel's stack
+        pass
     exp = get_experiment(name)
     params = page_params(namespace, exp.spec())
     p = exp.resolve(params)

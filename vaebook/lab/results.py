@@ -255,7 +255,7 @@ class Run:
         old.update(jsonable(d))
         return atomic_write_text(p, json.dumps(old, indent=1, sort_keys=True))
 
-    def save_figure(self, fig, name: str, dpi: int = 110) -> Path:
+    def save_figure(self, fig, name: str, dpi: int = 200) -> Path:
         import matplotlib.pyplot as plt
 
         self._check_open()
