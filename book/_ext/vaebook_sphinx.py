@@ -7,7 +7,6 @@ prepares writing, from its registry with ``filename=''``. The two compare unequa
 script twice; sphinx-thebe's ``const THEBE_JS_URL = ...`` then throws "Identifier 'THEBE_JS_URL' has already
 been declared" on every page. This handler drops the second copy of any script (same file, or same inline
 body) from the page's script list.
-"""
 
 Figures: a notebook's image output reaches Sphinx as an image node with no size and, for alt text, its file
 name. :func:`figures_for_reading` gives each one (1) a width: the page's width (100 %) when the PNG is wider
