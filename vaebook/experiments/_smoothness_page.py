@@ -161,19 +161,21 @@ def tsne_panel(model, x, labels, n: int, seed: int, max_iter: Optional[int]) -> 
 
 
 def figure_perturbed(panels: dict, s2: float):
-    """Figure D.3: per model, rows of [original (red) | reconstruction (blue) | decodes of μφ(x) + ε]."""
-
+    """Figure D.3: per model, rows of [original (red) | reconstruction (blue) | decodes of μφ(x) + ε], titles at
+    reading size."""
     names = list(panels)
     rows = panels[names[0]].shape[0] // 28
     n_perturb = panels[names[0]].shape[1] // 28 - 2
-    fig, axes = plt.subplots(len(names), 1, figsize=(1.0 * (n_perturb + 2), 1.05 * rows * len(names)), squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        ax.imshow(panels[name].numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"{name}: original | reconstruction | {n_perturb} decodes of μφ(x)+ε, s²={s2:g}", fontsize=8)
-        for k, color in ((0, "red"), (1, "blue")):
-            ax.add_patch(plt.Rectangle((k * 28 + 0.5, 0.5), 27, 28 * rows - 2, fill=False, edgecolor=color, lw=2))
-    fig.tight_layout()
+    with reading_style():
+        fig, axes = plt.subplots(len(names), 1, figsize=(max(PAGE_IN, 0.75 * (n_perturb + 2)),
+                                                         0.75 * rows * len(names) + 0.5 * len(names)), squeeze=False)
+        for ax, name in zip(axes[:, 0], names):
+            ax.imshow(panels[name].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"{name}: original (red), reconstruction (blue), {n_perturb} decodes of μφ(x) + ε, s² = {s2:g}")
+            for k, color in ((0, "red"), (1, "blue")):
+                ax.add_patch(plt.Rectangle((k * 28 + 0.5, 0.5), 27, 28 * rows - 2, fill=False, edgecolor=color, lw=2))
+        fig.tight_layout()
     return fig
 
 

@@ -192,10 +192,10 @@ def show_table(df, caption: str = "", precision: int = 3, max_rows: Optional[int
     display(HTML(cap + table_html(d, precision, raw_columns, full_text=full_text)))
 
 
-#: text sizes of a figure drawn for a page of about ``PAGE_IN`` inches: at the page's width (≈ 760 px at a 1280-px
-#: window) a point is then ≥ 1.3 px, so tick labels (10 pt) are ≥ 13 px, the body's small print
-READING_RC = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
-              "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12, "savefig.dpi": 200}
+#: text sizes of a figure drawn ``PAGE_IN`` inches wide: at the page's width (≈ 690 px at a 1280-px window) a point is
+#: then ≈ 1.2 px, so tick labels (11 pt) are ≈ 13 px, the body's small print (0.8 rem)
+READING_RC = {"font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 11,
+              "ytick.labelsize": 11, "legend.fontsize": 11, "figure.titlesize": 13, "savefig.dpi": 200}
 #: the width (inches) a figure for the page is drawn at: its text then keeps the sizes above on the page
 PAGE_IN = 8.0
 
@@ -300,27 +300,47 @@ def image_grid(images, nrow: int = 8, padding: int = 1) -> np.ndarray:
     return g.permute(1, 2, 0).numpy()
 
 
-def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell: float = 0.32):
-    """One strip of images per ``(row label, images K×C×H×W or None)``."""
+def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell: float = 0.42,
+                groups_per_row: int = 2):
+    """One strip of images per ``(row label, images K×C×H×W or None)``, ``cell`` inches an image. With ``columns``
+    (group names) each strip is cut into that many equal groups, each under its own heading, ``groups_per_row``
+    groups side by side and the rest in bands below (so the images stay large at the page's width). Text at
+    :data:`READING_RC` sizes; open the saved PNG for full size."""
     n = max(1, len(blocks))
     k = max((b.shape[0] for _, b in blocks if b is not None), default=8)
-    fig, axes = plt.subplots(n, 1, figsize=(max(4.0, cell * k + 2.2), 0.42 + cell * 1.25 * n), squeeze=False)
-    for ax, (label, imgs) in zip(axes[:, 0], blocks):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for sp in ax.spines.values():
-            sp.set_visible(False)
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-        if imgs is None:
-            ax.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-            continue
-        g = image_grid(imgs, nrow=imgs.shape[0])
-        ax.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None)
-    if columns:
-        axes[0, 0].set_title("   |   ".join(columns), fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    g = len(columns) if columns and k % len(columns) == 0 else 1
+    per, cols = k // g, min(g, max(1, groups_per_row))
+    bands = -(-g // cols)
+    with reading_style():
+        fig, axes = plt.subplots(n * bands, cols, figsize=(cell * per * cols + 0.15 * (cols - 1) + 2.4,
+                                                           0.5 * bands + cell * 1.2 * n * bands),
+                                 squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.4})
+        for ax in axes.flat:
+            ax.axis("off")
+        for c in range(g):
+            band, col = divmod(c, cols)
+            for r, (label, imgs) in enumerate(blocks):
+                ax = axes[band * n + r, col]
+                ax.axis("on")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for sp in ax.spines.values():
+                    sp.set_visible(False)
+                if col == 0:
+                    ax.set_ylabel(label, rotation=0, ha="right", va="center")
+                if r == 0 and g > 1:
+                    ax.set_title(columns[c])
+                if imgs is None:
+                    ax.text(0.5, 0.5, "not available", ha="center", va="center", transform=ax.transAxes)
+                    continue
+                part = imgs[c * per:(c + 1) * per]
+                grid = image_grid(part, nrow=part.shape[0])
+                ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid,
+                          cmap="gray" if grid.shape[-1] == 1 else None, vmin=0, vmax=1)
+        if columns and g == 1:
+            axes[0, 0].set_title("   |   ".join(columns))
+        if title:
+            fig.suptitle(title, y=1.0 + 0.4 / fig.get_figheight())
     return fig
 
 
