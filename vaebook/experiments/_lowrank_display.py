@@ -25,7 +25,7 @@ def spectrum_figure(eig: dict):
     """Eigenvalues of each low-rank model's running residual second moment S, with its σ̂²."""
     with reading_style():
         fig, ax = plt.subplots(figsize=(PAGE_IN, 4.4))
-        for m, v in eig.items():
+        for m, v in sorted(eig.items(), key=lambda kv: kv[1].get("rank", 0)):
             spec = [max(s, 1e-12) for s in v["spectrum"]]
             line, = ax.plot(range(1, len(spec) + 1), spec, label=scale.display(m), lw=1.5)
             ax.axhline(v["sigma2"], color=line.get_color(), ls=":", lw=1)
@@ -33,7 +33,7 @@ def spectrum_figure(eig: dict):
         ax.set_yscale("log")
         ax.set_xscale("log")
         ax.set_xlabel("eigenvalue index j")
-        ax.set_ylabel("λ_j of the running S = E[r rᵀ] (pixel² units)")
+        ax.set_ylabel("λ_j of the running S = E[r rᵀ]\n(pixel values in [0, 1])")
         ax.set_title("Residual spectrum (dotted: σ̂², dashed: rank r)")
         ax.legend()
         fig.tight_layout()

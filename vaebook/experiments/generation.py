@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
@@ -452,25 +453,35 @@ def tsne_figure(maps: list):
                      panel_in=2.4)
 
 
-def time_figure(times: dict):
-    """Figure 2: seconds per training epoch of each model, one panel per dataset."""
-    import matplotlib.pyplot as plt
+def time_figure(times: dict, order: Optional[dict] = None):
+    """Figure 2: seconds per training epoch of each model, one panel per dataset, at the page's width and reading
+    sizes; drawn on the page from ``metrics.json``'s ``time_per_epoch`` (``order``: dataset → its models in the
+    table's order, e.g. ``settings[d]["models"]``; JSON keeps them sorted by name)."""
+    from matplotlib.patches import Patch
 
     from vaebook.data import dataset_spec
+    from vaebook.lab.display import PAGE_IN, reading_style
 
     ds = [d for d in times if times[d]]
-    fig, axes = plt.subplots(1, max(1, len(ds)), figsize=(4.2 * max(1, len(ds)), 3.2), squeeze=False)
-    colours = {"baseline": "tab:gray", "trainable_Sigma_x": "tab:orange", "proposed_MLE": "tab:blue"}
-    for ax, d in zip(axes[0], ds):
-        names = list(times[d])
-        ax.barh(range(len(names)), [times[d][n]["s_per_epoch"] for n in names],
-                color=[colours.get(scale.group(n), "tab:green") for n in names])
-        ax.set_yticks(range(len(names)))
-        ax.set_yticklabels([scale.display(n) for n in names], fontsize=6)
-        ax.invert_yaxis()
-        ax.set_xlabel(f"seconds per epoch ({', '.join(sorted({times[d][n]['device'] for n in names}))})", fontsize=7)
-        ax.set_title(dataset_spec(d).label, fontsize=8)
-    fig.tight_layout()
+    colours = {"baseline": "#949494", "trainable_Sigma_x": "#de8f05", "proposed_MLE": "#0173b2"}
+    with reading_style():
+        rows = max((len(times[d]) for d in ds), default=1)
+        fig, axes = plt.subplots(1, max(1, len(ds)), figsize=(PAGE_IN, 0.32 * rows + 1.4), squeeze=False)
+        for ax, d in zip(axes[0], ds):
+            names = [n for n in (order or {}).get(d, []) if n in times[d]]
+            names += [n for n in times[d] if n not in names]
+            ax.barh(range(len(names)), [times[d][n]["s_per_epoch"] for n in names],
+                    color=[colours.get(scale.group(n), "#029e73") for n in names])
+            ax.set_yticks(range(len(names)))
+            ax.set_yticklabels([scale.display(n) for n in names])
+            ax.invert_yaxis()
+            ax.set_xlabel(f"seconds per epoch ({', '.join(sorted({times[d][n]['device'] for n in names}))})")
+            ax.set_title(dataset_spec(d).label)
+        fig.legend(handles=[Patch(color=c, label=lab) for lab, c in
+                            (("baselines", colours["baseline"]), ("trainable Σx", colours["trainable_Sigma_x"]),
+                             ("MLE Σx (ours)", colours["proposed_MLE"]))],
+                   loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
+        fig.tight_layout()
     return fig
 
 
