@@ -207,7 +207,7 @@ def rerun_table(results_dir) -> pd.DataFrame:
                      "reproduces the numbers shown": (f"python -m vaebook.lab run {name} --preset {res.preset} "
                                                       f"--device {((res.provenance or {}).get('device') or {}).get('device', 'cpu')}"),
                      "measured (provenance)": f"{words} on {device_words(res.provenance)}",
-                     "on a GPU (estimate)": getattr(exp, "full_cost", "") or "–"})
+                     "on a GPU (estimate)": (getattr(exp, "full_cost", "") or "–").replace("`", "")})
     return pd.DataFrame(rows, columns=["page", "reproduces the numbers shown", "measured (provenance)",
                                        "on a GPU (estimate)"])
 
