@@ -175,6 +175,12 @@ def test_monotone_spearman_fmt():
     assert D.fmt(0.0123456) == "0.0123" and D.fmt(None) == "n/a" and D.fmt(-0.0001, ".2f") == "0.00"
 
 
+def test_numbers_for_people_never_in_e_notation():
+    assert D.fmt(11380.4, ".4g") == "11,380" and D.fmt(1354.2) == "1,350" and D.fmt(2.5, ".2e") == "2.50"
+    assert D.fmt(3.97e-5) == "3.97×10⁻⁵" and D.fmt(-6.4789e-9, ".4g") == "-6.479×10⁻⁹"
+    assert D.cell_text(1354.2) == "1,350" and D.human_number("abc") == "abc"
+
+
 def test_paper_long_rows_keep_printed_cells():
     from vaebook.lab.paper import long_rows
     from vaebook.paper import paper_table

@@ -97,6 +97,7 @@ class Smoothness(Experiment):
     """Tables 1 and E.8 with Figures D.3, D.4 and E.5 (see the module docstring)."""
 
     name = "smoothness"
+    datasets = ("mnist",)
     title = "Smoothness, σx² and σz² (Table 1, Table E.8)"
     presets = {
         "smoke": dict(sigma_x2_log10=[0.0, -1.0], sigma_z2_log10=[0.0], n_train=128, n_eval=128, n_smooth=16,

@@ -63,6 +63,8 @@ class Experiment:
     preset_independent: bool = False
     #: how long the largest preset takes and on what (for the "no results yet" notice)
     full_cost: str = ""
+    #: the datasets the experiment trains on when it has no ``datasets`` parameter (the scale lines, the claims)
+    datasets: tuple = ()
 
     # -- parameters -------------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -98,6 +100,11 @@ class Experiment:
         ``status`` (``holds`` / ``partly`` / ``not shown at this scale`` / ``not run``), ``evidence`` (one line)
         and ``scale`` (ours as a fraction of the paper's). ``res`` None: every claim ``not run``."""
         return []
+
+    def scale(self, res) -> str:
+        """Our run as a fraction of the paper's, for a page whose claims are judged elsewhere (the claims' ``scale``
+        serves the others); empty by default."""
+        return ""
 
     # -- reading -----------------------------------------------------------------------------
     def find(self, results_dir="results", table: Optional[str] = None, below: Optional[str] = None):
