@@ -63,6 +63,8 @@ class Experiment:
     preset_independent: bool = False
     #: how long the largest preset takes and on what (for the "no results yet" notice)
     full_cost: str = ""
+    #: for an experiment tied to its dataset(s) (no ``datasets`` parameter): which, and why the science needs them
+    fixed_datasets: str = ""
 
     # -- parameters -------------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -70,6 +72,10 @@ class Experiment:
 
     def resolve(self, params: dict) -> dict:
         """Validated parameters with every ``None`` knob filled from the preset (nothing written)."""
+        if self.fixed_datasets and "datasets" in params and "datasets" not in self.spec():
+            raise ParameterError(f"{self.name}: parameter 'datasets' = {params['datasets']!r} is not taken: this "
+                                 f"experiment runs on {self.fixed_datasets}. Fix: drop the parameter; the Section-6 "
+                                 "tables (generation, interpolation, nll) take any registered dataset.")
         p = validate_params(params, self.spec())
         for k, v in self.presets[p["preset"]].items():
             if p.get(k) is None:
