@@ -67,7 +67,7 @@ PRESETS = {
     # the paper: whole splits, its epochs, 10,000 FID samples with 2048-d Inception features, k = 500.
     "full": dict(
         train={},
-        fid_samples={ANY: PAPER_FID_SAMPLES}, fid_dims=PAPER_FID_DIMS, iwae_k=PAPER_IWAE_K,
+        fid_samples={d: PAPER_FID_SAMPLES for d in (*DATASETS, ANY)}, fid_dims=PAPER_FID_DIMS, iwae_k=PAPER_IWAE_K,
         tsne_points=2_000, second_stage=dict(width=1024, depth=3, epochs=50), gmm_max_iter=100, eval_batch=500,
         models={}),
 }
