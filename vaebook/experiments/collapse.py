@@ -99,6 +99,8 @@ class Collapse(Experiment):
     name = "collapse"
     datasets = ("mnist",)
     title = "The collapse question: σx² = 1 from a random and from a collapsed start"
+    fixed_datasets = ("MNIST with Section 4's nets ('mnist-d1') only: it asks Table 1's question on Table 1's "
+                      "setting")
     presets = PRESETS
     full_cost = ("The `cpu` preset trains 18 models (2 initialisations × 3 learning rates × 3 seeds) for 1,874 "
                  "steps each on all 60,000 MNIST training images and evaluates each on 10,000 of them: about 1.5 h on "

@@ -258,6 +258,9 @@ PAPER_SHAPES = ("diag-d", "diag-i", "iso-d", "iso-i")
 
 def register_variance(cls: type[DecoderVariance]) -> type[DecoderVariance]:
     """Class decorator: ``build_variance(cls.name, ...)`` then builds ``cls`` (``VARIANCES.pop(name)`` undoes it)."""
+    if cls.name in VARIANCES and VARIANCES[cls.name] is not cls:
+        raise ValueError(f"Σx name {cls.name!r} registered twice ({VARIANCES[cls.name].__qualname__}, "
+                         f"{cls.__qualname__}); give the new class another `name`")
     VARIANCES[cls.name] = cls
     return cls
 
