@@ -174,11 +174,7 @@ class DecoderVariance(nn.Module):
     def broadcast(self, sigma2: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``sigma2`` in this shape's form → the form :meth:`nll` takes; for the diagonal shapes per-pixel
         variances broadcastable against residuals ``like`` (``S×B×C×H×W``); a non-diagonal form as it is."""
-        if not self.diagonal:
-            return sigma2
-        if self.dependent and self.mode == "trainable":
-            return sigma2 if sigma2.dim() == like.dim() else sigma2.reshape(*sigma2.shape, 1, 1, 1)
-        return sigma2.reshape(*sigma2.shape, *([1] * (3 - sigma2.dim()))) if sigma2.dim() < 3 else sigma2
+        return self._pixels(sigma2) if self.diagonal else sigma2
 
     def nll(self, r: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
         """−log N(r; 0, Σx) per leading index of ``r`` (``...×C×H×W`` → ``...``), ``sigma2`` as from
