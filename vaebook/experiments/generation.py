@@ -400,7 +400,7 @@ def test_variance(model, x: torch.Tensor) -> dict:
     x = x.to(model_device(model))
     z = model.encode(x).mean.unsqueeze(0)  # one "sample" per image, the S×B×… layout the Σx hooks take
     mu, head = model._decode_all(z) if hasattr(model, "_decode_all") else (model.decode(z), None)
-    s2 = model.eval_sigma2(x, mu, head).float()
+    s2 = model.variance.pixel_variance(model.eval_sigma2(x, mu, head)).float()  # diag Σx, per pixel
     r2 = (x.unsqueeze(0) - mu).float() ** 2
     return {"sigma2": float(s2.expand(torch.broadcast_shapes(s2.shape, r2.shape)).mean()),
             "calibration": float((r2 / s2).mean())}  # s2 broadcasts against r2 (1×B×C×H×W)
