@@ -28,7 +28,7 @@ def test_unknown_model_and_bad_values():
     with pytest.raises(ParameterError) as e:
         HQ.resolve(base(models=["no-such-model"]))
     assert "'mle-diag-d'" in str(e.value)
-    with pytest.raises(ParameterError, match="unknown parameter"):
+    with pytest.raises(ParameterError, match="'celebahq128' only .*Fix: drop the parameter"):
         HQ.resolve(base(datasets=["mnist"]))
     with pytest.raises(ParameterError, match="vae-bernoulli"):  # registered for MNIST only
         HQ.resolve(base(models=["vae-bernoulli"]))

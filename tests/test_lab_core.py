@@ -175,6 +175,12 @@ def test_monotone_spearman_fmt():
     assert D.fmt(0.0123456) == "0.0123" and D.fmt(None) == "n/a" and D.fmt(-0.0001, ".2f") == "0.00"
 
 
+def test_numbers_for_people_never_in_e_notation():
+    assert D.fmt(11380.4, ".4g") == "11,380" and D.fmt(1354.2) == "1,350" and D.fmt(2.5, ".2e") == "2.50"
+    assert D.fmt(3.97e-5) == "3.97×10⁻⁵" and D.fmt(-6.4789e-9, ".4g") == "-6.479×10⁻⁹"
+    assert D.cell_text(1354.2) == "1,350" and D.human_number("abc") == "abc"
+
+
 def test_paper_long_rows_keep_printed_cells():
     from vaebook.lab.paper import long_rows
     from vaebook.paper import paper_table
@@ -188,32 +194,24 @@ def test_paper_long_rows_keep_printed_cells():
 
 
 # --- what an evaluation's cache key hashes ---------------------------------------------------------------
-def test_experiment_sources_follow_the_modules_an_experiment_imports(tmp_path):
-    """A table's evaluation cache depends on its own file and the sibling files it imports (at any depth and
-    in any import form), not on the other tables' files."""
-    from vaebook.lab.experiment import experiment_sources
+def test_evaluation_code_follows_the_modules_an_experiment_imports():
+    """A table's evaluation cache depends on its own file and the files that define what it imports (at any depth),
+    not on the other tables' files nor on whole packages."""
+    from vaebook.lab.codekey import ROOT, module_files
 
-    pkg = tmp_path / "experiments"
-    (pkg / "sub").mkdir(parents=True)
-    files = {"a.py": "from vaebook.experiments import b as bb\n",
-             "b.py": "def f():\n    from ._c import g\n",
-             "_c.py": "import vaebook.experiments.sub.deep\n",
-             "sub/__init__.py": "", "sub/deep.py": "",
-             "d.py": "from vaebook.experiments.a import x\nimport os\n",
-             "e.py": "from vaebook.lab import Experiment\n"}
-    for name, text in files.items():
-        (pkg / name).write_text(text)
-    names = lambda f: [p.relative_to(pkg).as_posix() for p in experiment_sources(pkg / f)]  # noqa: E731
-    assert names("a.py") == ["_c.py", "a.py", "b.py", "sub/__init__.py"]
-    assert names("d.py") == ["_c.py", "a.py", "b.py", "d.py", "sub/__init__.py"]
-    assert names("e.py") == ["e.py"]
-    real = Path(__file__).resolve().parents[1] / "vaebook" / "experiments"
-    assert [p.name for p in experiment_sources(real / "collapse.py")] == [
-        "_collapse_claims.py", "_collapse_page.py", "_smoothness_claims.py", "_smoothness_page.py", "collapse.py",
-        "smoothness.py"]
-    nv = [p.name for p in experiment_sources(real / "noise_variance.py")]  # its own helper modules, no other table's
-    assert nv[-1] == "noise_variance.py" and all(n.startswith("_noise_variance_") for n in nv[:-1]) and len(nv) > 1
-    assert "_scale6.py" in [p.name for p in experiment_sources(real / "celebahq.py")]
+    def names(mod):
+        return {p.relative_to(ROOT).as_posix() for p in module_files([mod])}
+
+    ex = "vaebook/experiments/"
+    col = names("vaebook.experiments.collapse")
+    assert {ex + f for f in ("collapse.py", "smoothness.py", "_collapse_claims.py", "_smoothness_claims.py")} <= col
+    assert not col & {ex + f for f in ("generation.py", "nll.py", "noise_variance.py", "rescue.py")}
+    nv = names("vaebook.experiments.noise_variance")
+    assert ex + "noise_variance.py" in nv and not nv & {ex + "smoothness.py", ex + "generation.py", ex + "collapse.py"}
+    assert ex + "_scale6.py" in names("vaebook.experiments.celebahq")
+    gen = names("vaebook.experiments.generation")
+    assert "vaebook/lab/experiment.py" in gen and "vaebook/lab/site_check.py" not in gen
+    assert "vaebook/data/paper_datasets.py" not in gen  # a dataset's loader counts for the units that read it only
 
 
 def test_percentages_in_prose():

@@ -16,7 +16,7 @@ from vaebook.lab.paper import long_rows
 from vaebook.models import MODEL_REGISTRY, register_model
 from vaebook.models.base import GenerativeModel, LossOutput, Posterior
 from vaebook.nets import ARCHITECTURES, register_arch
-from vaebook.variance import VARIANCES, DecoderVariance, register_variance
+from vaebook.variance import VARIANCES, DecoderVariance, build_variance, register_variance
 
 
 @pytest.fixture
@@ -28,8 +28,8 @@ def toy_registry():
         name = "toy-half-iso"
         uses_eps = False
 
-        def mle(self, r):  # r = x − μθ(z), S×B×C×H×W
-            return (r ** 2).mean() / 2
+        def mle(self, r2):  # r2 = (x − μθ(z))², S×B×C×H×W: already squared
+            return r2.mean() / 2
 
         def expand(self, sigma2, batch):
             return sigma2.reshape(1, 1, 1, 1).expand(batch, *self.x_shape)
@@ -129,6 +129,18 @@ def exp_data():
     from vaebook.lab.data import load_data
 
     return load_data("toy", None, None).train
+
+
+def test_toy_sigma_estimates_half_the_mse(toy_registry):
+    """The toy Σx's σ² is half the mean squared residual (closed form), so a slip such as squaring residuals that
+    are already squared (r⁴) fails here."""
+    g = torch.Generator().manual_seed(0)
+    x, mu = torch.rand(8, 1, 4, 4, generator=g), torch.rand(2, 8, 1, 4, 4, generator=g)
+    v = build_variance("toy-half-iso", (1, 4, 4), mode="mle")
+    out = v(x, mu)
+    want = float(((x - mu) ** 2).mean()) / 2
+    assert math.isclose(float(out.sigma2), want, rel_tol=1e-6)
+    assert math.isclose(float(out.rec), 0.5 * 16 * (1 + math.log(2 * math.pi) + math.log(want)), rel_tol=1e-6)  # G.5
 
 
 def test_unknown_list_entry_and_empty_plan(toy_registry, tmp_path):

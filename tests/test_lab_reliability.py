@@ -159,7 +159,7 @@ def test_cache_key_holds_the_code_version(tmp_path, monkeypatch):
     zoo = Zoo(tmp_path, _data, "cpu", log=None)
     assert not next(iter(zoo.train([job]).values())).from_cache
     assert zoo.load(job) is not None
-    monkeypatch.setattr(Z, "code_version", lambda: "changed-objective")
+    monkeypatch.setattr(Z, "job_code_version", lambda job: "changed-objective")
     assert zoo.load(job) is None  # a model trained by other code is not reused
 
 

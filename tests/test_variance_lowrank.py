@@ -193,7 +193,8 @@ def test_names_models_and_modes():
         build_variance("lowrank-r2", (1, 4, 4), mode="trainable")
     for r in (1, 4, 16, 64):
         spec = MODEL_REGISTRY[f"lowrank-r{r}"]
-        assert spec.datasets == ("mnist",) and spec.group == "beyond_paper"
+        assert "mnist" in spec.datasets and spec.group == "beyond_paper"
+        assert "d×d" not in spec.misfit("mnist") and "at most 1,024" in spec.misfit("celeba64")  # its d×d buffer
     m = build_model("lowrank-r16", "mnist")
     assert isinstance(m, GaussianVAE) and m.variance.rank == 16 and m.variance.running_S.shape == (784, 784)
     # its host-side refresh schedule cannot run under vmap: two such models never share a batched group

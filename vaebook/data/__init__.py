@@ -1,4 +1,7 @@
-"""Datasets of the paper: MNIST, noisy MNIST (Sec. 5.3), CelebA-64 (App. I.2), CelebA-HQ-128 (App. I.3).
+"""Datasets: the paper's (MNIST, noisy MNIST of Sec. 5.3, CelebA-64 of App. I.2, CelebA-HQ-128 of App. I.3;
+registered in :mod:`vaebook.data.paper_datasets`) and any other: every module of this package is imported by
+:func:`discover` when the package is, so a new dataset is one file here that calls :func:`register_dataset`
+(README, "Extending").
 
 ``load_dataset(name, split, root=None, **kw)`` returns a :class:`Dataset` whose ``images`` is one
 tensor (uint8, or float32 in [0, 1]); move it to the device once and index it with
@@ -6,7 +9,9 @@ tensor (uint8, or float32 in [0, 1]); move it to the device once and index it wi
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +24,8 @@ from .errors import (ChecksumError, CorruptFileError, DataError, EmptyImageFolde
 from .mnist import load_mnist
 from .noisy import NOISE_PATTERNS, make_noisy_mnist, noise_mask, noisy_pattern_partitions, partition_masks
 from .root import ENV_VAR, resolve_data_root
-from .registry import DATASETS, DatasetSpec, dataset_spec, register_dataset, smooth_colour_fields, unregister_dataset
+from .registry import (DATASETS, DatasetSpec, check_spec, dataset_spec, register_dataset, smooth_colour_fields,
+                       unregister_dataset)
 
 
 @dataclass
@@ -34,82 +40,13 @@ class Dataset:
         return self.images.shape[0]
 
 
-def _mnist(split, root=None, as_float=False, download=None):
-    return load_mnist(split, root, as_float=as_float, download=download)
-
-
-def _noisy_mnist(split, root=None, pattern="uniform", s2=0.01, seed=0, download=None):
-    noisy_pattern_partitions(pattern)  # validate before loading
-    x, y = load_mnist(split, root, as_float=True, download=download)
-    split_seed = mix_seed("noisy-mnist", seed, split)  # train and test get independent noise
-    return make_noisy_mnist(x, y, pattern, s2, split_seed), y
-
-
-def _celeba64(split, root=None, as_float=False, resample="lanczos", use_cache=True):
-    return load_celeba(split, root, size=64, as_float=as_float, resample=resample, use_cache=use_cache), None
-
-
-def _celebahq128(split, root=None, as_float=False, resample="lanczos", use_cache=True):
-    return load_celebahq(split, root, size=128, as_float=as_float, resample=resample, use_cache=use_cache), None
-
-
-# Per-dataset hyperparameters of the Section-6 baselines (builder kwargs; :mod:`vaebook.models.baselines`):
-# WAE-MMD's λ (WAE paper: 10 MNIST, 100 CelebA); RAE's (β_R, λ_R) of the official RAE code (CelebA values
-# reused for CelebA-HQ) and the gradient penalty's cost (exact on the whole batch for MNIST, exact on 8
-# examples for CelebA, 8 random directions on 8 examples for CelebA-HQ).
-# The book's -D rows train with the paper's plain objective (rescue="none"), pinned here since #29 made a rescue the
-# library's default for -D shapes (vaebook.variance.rescue.DEFAULT_RESCUE); a "rescue" kwarg is not part of the zoo's
-# initialisation seed, so these models are the ones trained before (MNIST's Diag-D keeps its Iso-I warm-up).
-_PLAIN_D = {m: dict(rescue="none") for m in ("mle-iso-d", "trainable-iso-d", "trainable-diag-d")}
-_MNIST_BASELINES = {
-    "wae-mmd": dict(lam=10.0),
-    "rae": dict(beta_code=5e-4, lam_code=0.0),
-    "rae-l2": dict(beta_code=1e-4, lam_code=1e-7),
-    "rae-gp": dict(beta_code=1e-4, lam_code=0.5e-7, gp_directions="exact", gp_examples=None),
-    "rae-sn": dict(beta_code=9e-3, lam_code=0.0),
-    # ours: from random init Diag-D by MLE goes to an all-black output within ~200 steps (its per-pixel log
-    # objective rewards exact background); 200 Iso-I steps first avoid it (rescue "warmup:steps=200", spelt the
-    # way the book's models were keyed and seeded before #29)
-    "mle-diag-d": dict(warmup_steps=200),
-    **_PLAIN_D,
-}
-_CELEBA_BASELINES = {
-    "wae-mmd": dict(lam=100.0),
-    "rae": dict(beta_code=1e-4, lam_code=0.0),
-    "rae-l2": dict(beta_code=1e-4, lam_code=1e-7),
-    "rae-gp": dict(beta_code=1e-4, lam_code=1e-7, gp_directions="exact", gp_examples=8),
-    "rae-sn": dict(beta_code=2.4e-3, lam_code=0.0),
-    "mle-diag-d": dict(rescue="none"),
-    **_PLAIN_D,
-}
-_CELEBAHQ_BASELINES = {**_CELEBA_BASELINES,
-                       "rae-gp": dict(beta_code=1e-4, lam_code=1e-7, gp_directions=8, gp_examples=8)}
-
-# The paper's datasets. Optimiser settings: App. I (MNIST lr 1e-3 / 100 epochs; CelebA, CelebA-HQ lr 2e-4 /
-# 70 epochs; Adam, batch 64); Section 4 / App. D.1: lr 1e-3, 200 epochs.
-register_dataset(DatasetSpec(
-    "mnist", "MNIST", "mnist", (1, 28, 28), _mnist, dict(epochs=100, lr=1e-3, batch_size=64),
-    sizes={"smoke": (256, 64), "medium": (6_000, 2_000), "full": (None, None)}, model_defaults=_MNIST_BASELINES))
-register_dataset(DatasetSpec(
-    "mnist-d1", "MNIST (App. D.1 nets)", "d1", (1, 28, 28), _mnist, dict(epochs=200, lr=1e-3, batch_size=64),
-    sizes={"smoke": (128, 128), "medium": (4_096, 2_000), "full": (None, None)}))
-register_dataset(DatasetSpec(
-    "noisy-mnist", "noisy MNIST (Sec. 5.3)", "mnist", (1, 28, 28), _noisy_mnist,
-    dict(epochs=100, lr=1e-3, batch_size=64), sizes={"smoke": (128, 128), "medium": (3_000, 2_000),
-                                                      "full": (None, None)},
-    model_defaults={"mle-diag-d": _MNIST_BASELINES["mle-diag-d"],  # the Diag-D warm-up (clean pixels are exact 0)
-                    **_PLAIN_D}))
-register_dataset(DatasetSpec(
-    "celeba64", "CelebA 64×64", "celeba64", (3, 64, 64), _celeba64, dict(epochs=70, lr=2e-4, batch_size=64),
-    describe=lambda root, **kw: {"counts": celeba_split_counts(root), "crop": 140,
-                                 "resample": kw.get("resample", "lanczos")},
-    sizes={"smoke": (104, 8), "medium": (6_000, 1_000), "full": (None, None)}, model_defaults=_CELEBA_BASELINES))
-register_dataset(DatasetSpec(
-    "celebahq128", "CelebA-HQ 128×128", "celebahq128", (3, 128, 128), _celebahq128,
-    dict(epochs=70, lr=2e-4, batch_size=64), sizes={"smoke": (16, 4), "medium": (3_000, 300), "full": (None, None)},
-    describe=lambda root, **kw: {"counts": {k: len(v) for k, v in celebahq_split_names(root).items()},
-                                 "resample": kw.get("resample", "lanczos")},
-    stand_in=smooth_colour_fields((3, 128, 128)), model_defaults=_CELEBAHQ_BASELINES))
+def discover() -> list:
+    """Import every public module of this package (the paper's datasets and any file added here), once, in name
+    order; returns the module names. A module registers its datasets when imported."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")
+    return names
 
 
 def load_dataset(name: str, split: str = "train", root=None, **kw) -> Dataset:
@@ -128,8 +65,10 @@ def load_dataset(name: str, split: str = "train", root=None, **kw) -> Dataset:
 
 
 __all__ = [
-    "Dataset", "DATASETS", "DatasetSpec", "dataset_spec", "register_dataset", "unregister_dataset", "load_dataset", "load_mnist", "load_celeba", "load_celebahq", "celeba_split_counts",
+    "Dataset", "DATASETS", "DatasetSpec", "dataset_spec", "check_spec", "discover", "register_dataset", "unregister_dataset", "load_dataset", "load_mnist", "load_celeba", "load_celebahq", "celeba_split_counts",
     "celebahq_split_names", "celebahq_split_sizes", "center_crop_box", "make_noisy_mnist", "partition_masks", "noisy_pattern_partitions",
     "noise_mask", "NOISE_PATTERNS", "BatchIterator", "to_device_dataset", "mix_seed", "resolve_data_root", "ENV_VAR",
     "DataError", "InvalidArgumentError", "MissingDataError", "ChecksumError", "CorruptFileError", "EmptyImageFolderError", "UnknownNameError",
 ]
+
+discover()  # last: a dataset module may import any name above from vaebook.data

@@ -185,7 +185,8 @@ def reading(comps: pd.DataFrame, excluded: Optional[dict] = None, se_band: float
     per = {int(r.rank): {"nll_lower": r.nll == "yes", "smoother": r.smooth == "yes", "evidence": not r.why,
                          "baselines": comps.loc[comps["rank"] == r.rank, "baseline"].tolist()} for r in f.itertuples()}
     bases = " and ".join(scale.display(b) for b in dict.fromkeys(comps["baseline"]))
-    fmt_r = lambda rs: ", ".join(map(str, rs)) if rs else "none"  # noqa: E731
+    fmt_r = lambda rs: ", ".join(map(str, rs))  # noqa: E731
+    at = lambda rs: f"at r ∈ {{{fmt_r(rs)}}}" if rs else "at no rank"  # noqa: E731 - never "r ∈ {none}"
     lik = live.loc[live["nll"] == "yes", "rank"].tolist()
     sm = live.loc[live["smooth"] == "yes", "rank"].tolist()
     both = live.loc[live["both"] == "yes", "rank"].tolist()
@@ -196,18 +197,17 @@ def reading(comps: pd.DataFrame, excluded: Optional[dict] = None, se_band: float
         "per_rank": per,
         "lr_likelihood": (f"Dequantised NLL, low-rank minus baseline per test image (mean ± {se_band:g} s.e., nats): "
                           f"{_detail(comps, 'nll_deq', '.1f', se_band, excluded)}. Lower than {bases} beyond "
-                          f"{se_band:g} s.e. at r ∈ {{{fmt_r(lik)}}} {among}."),
+                          f"{se_band:g} s.e. {at(lik)} {among}."),
         "lr_smooth": (f"MSE difference {_detail(comps, 'mse', '.2f', se_band, excluded)}; reconstruction "
                       f"gradient-energy difference {_detail(comps, 'grad', '.3g', se_band, excluded)}. Higher MSE and "
-                      f"lower gradient energy than {bases} (smoother means) at r ∈ {{{fmt_r(sm)}}} {among}."),
+                      f"lower gradient energy than {bases} (smoother means) {at(sm)} {among}."),
     }
     if not len(live):
         text = "no rank is evidence: every low-rank model is worse than a constant output"
     elif both:
-        text = f"both halves happened at r ∈ {{{fmt_r(both)}}}"
+        text = f"both halves happened {at(both)}"
     elif lik or sm:
-        text = (f"only one half happened: a better likelihood at r ∈ {{{fmt_r(lik)}}}, smoother means at "
-                f"r ∈ {{{fmt_r(sm)}}}")
+        text = f"only one half happened: a better likelihood {at(lik)}, smoother means {at(sm)}"
     else:
         text = "neither half happened at any rank run"
     out["lr_outcome"] = (f"Hypothesis (better likelihood and smoother means than {bases}): {text}. One training run "

@@ -17,10 +17,13 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from vaebook.experiments import _datasets6 as ds
+from vaebook.experiments._datasets6 import ANY, per_dataset
 from vaebook.lab.compare import fmt, pairwise_trend, verdict
 from vaebook.lab.experiment import Experiment
 from vaebook.lab.params import ParameterError, ParamSpec
 
+#: the paper's datasets of Section 6: the default selection (any registered dataset can be selected by name)
 DATASETS = ("mnist", "celeba64", "celebahq128")
 PAPER_FID_SAMPLES, PAPER_FID_DIMS, PAPER_IWAE_K = 10_000, 2048, 500
 
@@ -31,46 +34,45 @@ PAPER_FID_SAMPLES, PAPER_FID_DIMS, PAPER_IWAE_K = 10_000, 2048, 500
 FAIR_TRAINABLE = {f"trainable-{s}": dict(variance_lr_factor=50.0) for s in ("iso-i", "diag-i")}
 
 #: The Section-6 scale. ``train``: overrides of the dataset spec's optimiser setting (App. I); ``models``:
-#: the default rows per dataset (absent = every row the paper prints for it); the rest per dataset or global.
+#: the default rows per dataset (absent = every row the paper prints for it); the rest per dataset (``"*"``: any
+#: dataset not named) or global. ``n_train``/``n_test`` are each dataset's :meth:`DatasetSpec.size` at the preset.
 PRESETS = {
     # seconds on CPU: a code-path test only. CelebA nets cost ~10 GFLOP (64²) / ~80 GFLOP (128²) per decoded
     # image, so the CelebA smoke runs use a couple of models, tiny batches and a handful of images.
     "smoke": dict(
-        n_train={"mnist": 256, "celeba64": 104, "celebahq128": 16},
-        n_test={"mnist": 64, "celeba64": 8, "celebahq128": 4},
         train={"mnist": dict(epochs=1, max_steps=1, batch_size=32),
                "celeba64": dict(epochs=1, max_steps=1, batch_size=4),
-               "celebahq128": dict(epochs=1, max_steps=1, batch_size=2)},
-        fid_samples={"mnist": 8, "celeba64": 8, "celebahq128": 4}, fid_dims=64, iwae_k=4, tsne_points=32,
+               "celebahq128": dict(epochs=1, max_steps=1, batch_size=2), ANY: dict(epochs=1, max_steps=1, batch_size=32)},
+        fid_samples={"mnist": 8, "celeba64": 8, "celebahq128": 4, ANY: 8}, fid_dims=64, iwae_k=4, tsne_points=32,
         second_stage=dict(width=32, depth=1, epochs=1, max_steps=3, batch_size=32), gmm_max_iter=20, eval_batch=64,
         models={"celeba64": ["vae-gaussian", "mle-diag-d"], "celebahq128": ["mle-diag-d"]},
-        model_kwargs={"mnist": dict(FAIR_TRAINABLE)}),
+        model_kwargs={"mnist": dict(FAIR_TRAINABLE), ANY: dict(FAIR_TRAINABLE)}),
     # subsets and 8 epochs: trends; CelebA needs a GPU at this size. FIDs are compared by ordering only.
     "medium": dict(
-        n_train={"mnist": 6_000, "celeba64": 6_000, "celebahq128": 3_000},
-        n_test={"mnist": 2_000, "celeba64": 1_000, "celebahq128": 300},
-        train={d: dict(epochs=8) for d in DATASETS},
-        fid_samples={"mnist": 1_000, "celeba64": 1_000, "celebahq128": 300}, fid_dims=2048, iwae_k=100,
+        train={d: dict(epochs=8) for d in (*DATASETS, ANY)},
+        fid_samples={"mnist": 1_000, "celeba64": 1_000, "celebahq128": 300, ANY: 1_000}, fid_dims=2048, iwae_k=100,
         tsne_points=1_000, second_stage=dict(width=256, depth=2, epochs=20), gmm_max_iter=100, eval_batch=500,
-        models={}, model_kwargs={d: dict(FAIR_TRAINABLE) for d in DATASETS}),
+        models={}, model_kwargs={d: dict(FAIR_TRAINABLE) for d in (*DATASETS, ANY)}),
     # what 2 CPU cores give in under 2 hours (measured: ~0.3 s per MNIST training step, ~2.2 s for RAE-GP with the
     # exact Jacobian penalty, ~7 Inception images/s): MNIST only, 600 steps of batch 64 drawn from all 60,000
     # training images (0.64 of an epoch), RAE-GP's penalty from one random direction per example (an unbiased
     # estimate of ‖J‖²_F), FID/KID from 300 samples against 1,000 test images with 2048-d features, IWAE k = 500 on
     # the 1,000 test images. CelebA needs a GPU.
     "cpu": dict(
-        n_train={"mnist": None}, n_test={"mnist": 1_000}, train={"mnist": dict(epochs=1, max_steps=600)},
-        model_kwargs={"mnist": {"rae-gp": dict(gp_directions=1), **FAIR_TRAINABLE}},
-        fid_samples={"mnist": 300}, fid_dims=2048, iwae_k=500, tsne_points=500,
+        train={d: dict(epochs=1, max_steps=600) for d in ("mnist", ANY)},
+        model_kwargs={d: {"rae-gp": dict(gp_directions=1), **FAIR_TRAINABLE} for d in ("mnist", ANY)},
+        fid_samples={"mnist": 300, ANY: 300}, fid_dims=2048, iwae_k=500, tsne_points=500,
         second_stage=dict(width=256, depth=2, epochs=10), gmm_max_iter=100, eval_batch=250, models={},
         datasets=["mnist"]),
     # the paper: whole splits, its epochs, 10,000 FID samples with 2048-d Inception features, k = 500.
     "full": dict(
-        n_train={d: None for d in DATASETS}, n_test={d: None for d in DATASETS}, train={},
-        fid_samples={d: PAPER_FID_SAMPLES for d in DATASETS}, fid_dims=PAPER_FID_DIMS, iwae_k=PAPER_IWAE_K,
+        train={},
+        fid_samples={d: PAPER_FID_SAMPLES for d in (*DATASETS, ANY)}, fid_dims=PAPER_FID_DIMS, iwae_k=PAPER_IWAE_K,
         tsne_points=2_000, second_stage=dict(width=1024, depth=3, epochs=50), gmm_max_iter=100, eval_batch=500,
         models={}),
 }
+for _name, _s in PRESETS.items():  # the paper datasets' sizes at each preset, from their specs (one source)
+    _s["n_train"], _s["n_test"] = ds.sizes(_name, DATASETS)
 
 #: The size knobs every Section-6 page takes (``None`` = the preset's value for each dataset).
 SIZE_PARAMS = {
@@ -91,20 +93,16 @@ FID_PARAMS = {
 
 def experiment_presets(keys: Sequence[str], datasets) -> dict:
     """An experiment's ``presets``: the Section-6 settings ``keys`` of each preset, plus its default
-    ``datasets`` (a list, or ``{preset: list}`` with every dataset for a preset not named), narrowed to the preset's own ``datasets`` where it names some
-    (the ``cpu`` preset: MNIST only) and the experiment has any of them."""
+    ``datasets`` (a list, or ``{preset: list}`` with every dataset for a preset not named), narrowed to the preset's
+    own ``datasets`` where it names some (the ``cpu`` preset: MNIST only) and the experiment has any of them. A preset
+    at which none of those datasets has a size is left out (Table 6 has no ``cpu`` preset: CelebA-HQ has no cpu size)."""
     out = {}
     for name, s in PRESETS.items():
-        ds = list(datasets.get(name, DATASETS) if isinstance(datasets, dict) else datasets)
-        narrowed = [d for d in ds if d in s.get("datasets", ds)]
-        out[name] = {**{k: s[k] for k in keys}, "datasets": narrowed or ds}
+        dl = list(datasets.get(name, DATASETS) if isinstance(datasets, dict) else datasets)
+        narrowed = [d for d in dl if d in s.get("datasets", dl)] or dl
+        if any(d in s["n_train"] for d in narrowed):
+            out[name] = {**{k: s[k] for k in keys}, "datasets": narrowed}
     return out
-
-
-def per_dataset(p: dict, key: str, dataset: str):
-    """A resolved setting for ``dataset``: a parameter value applies to every dataset, a preset's is per dataset."""
-    v = p.get(key)
-    return v.get(dataset) if isinstance(v, dict) else v
 
 
 def job(model: str, dataset: str, p: dict):
@@ -116,13 +114,13 @@ def job(model: str, dataset: str, p: dict):
     from vaebook.data import dataset_spec
     from vaebook.lab import Job
 
-    spec = dataset_spec(dataset)
-    train = {**spec.train, **PRESETS[p["preset"]]["train"].get(dataset, {})}
+    spec, preset = dataset_spec(dataset), PRESETS[p["preset"]]
+    train = {**spec.train, **ds.preset_entry(preset, "train", dataset, {})}
     if p.get("epochs") is not None:
         train["epochs"] = int(p["epochs"])
     n = per_dataset(p, "n_train", dataset)
     kwargs = {**spec.model_defaults.get(model, {}),
-              **PRESETS[p["preset"]].get("model_kwargs", {}).get(dataset, {}).get(model, {})}
+              **ds.preset_entry(preset, "model_kwargs", dataset, {}).get(model, {})}
     return Job.make(model, dataset, train, seed=int(p["seed"]), model_kwargs=kwargs,
                     variant=None if n is None else {"n_train": int(n)}, tag=f"{model} on {dataset}")
 
@@ -201,20 +199,22 @@ def check_models(p: dict) -> None:
     if bad:
         raise ParameterError(f"parameter 'models': unknown model(s) {bad}; the registered models are "
                              f"{sorted(MODEL_REGISTRY)}.")
-    unused = [m for m in req if not set(MODEL_REGISTRY[m].datasets) & set(p["datasets"])]
+    unused = [m for m in req if not any(MODEL_REGISTRY[m].fits(d) for d in p["datasets"])]
     if unused:
-        raise ParameterError(f"parameter 'models': {unused} apply to none of the selected datasets {p['datasets']} ("
-                             + "; ".join(f"{m}: {list(MODEL_REGISTRY[m].datasets)}" for m in unused) + ").")
+        raise ParameterError(f"parameter 'models': {unused} fit none of the selected datasets {p['datasets']} ("
+                             + "; ".join(f"{m}: {MODEL_REGISTRY[m].misfit(p['datasets'][0])}; it fits "
+                                         f"{list(MODEL_REGISTRY[m].datasets)}" for m in unused)
+                             + "). Fix: select a dataset it fits, or drop it.")
 
 
 def models_for(p: dict, dataset: str, paper_rows: Sequence[str]) -> list:
-    """The rows to run on ``dataset``: the requested models registered for it, or (none requested) the
-    paper's rows for it, restricted to the preset's subset where it has one."""
+    """The rows to run on ``dataset``: the requested models that fit it, or (none requested) the default rows
+    for it (:func:`~vaebook.experiments._datasets6.rows_for`), restricted to the preset's subset where it has one."""
     from vaebook.models import MODEL_REGISTRY
 
     req = p.get("models")
     if isinstance(req, list):
-        return [m for m in dict.fromkeys(req) if dataset in MODEL_REGISTRY[m].datasets]
+        return [m for m in dict.fromkeys(req) if MODEL_REGISTRY[m].fits(dataset)]
     subset = (req or {}).get(dataset)
     return [m for m in paper_rows if m in MODEL_REGISTRY and (subset is None or m in subset)]
 
@@ -227,7 +227,7 @@ def units(ctx, paper: pd.DataFrame) -> list:
     out = []
     for d in ctx.p["datasets"]:
         load(ctx, d)
-        rows = list(dict.fromkeys(paper.loc[paper["dataset"] == d, "row"])) if len(paper) else []
+        rows = ds.rows_for(paper, d)
         out += [Unit.make(unit_id(d, m), [job(m, d, ctx.p)], dataset=d, model=m) for m in models_for(ctx.p, d, rows)]
     return out
 
@@ -658,13 +658,17 @@ class Section6Experiment(Experiment):
         raise NotImplementedError
 
     def eval_key(self, unit, p: dict) -> dict:
-        """Every parameter but the selection (``datasets``, ``models``: the unit and its job name those), so
-        adding a dataset or a model does not re-evaluate the others."""
-        return {k: v for k, v in p.items()
+        """Every parameter but the selection (``datasets``, ``models``: the unit and its job name those), with the
+        per-dataset settings reduced to the unit's dataset, so adding a dataset or a model does not re-evaluate the
+        others."""
+        return {k: v for k, v in ds.eval_view(p, unit.meta.get("dataset")).items()
                 if k not in ("mode", "device", "results_dir", "data_root", "datasets", "models")}
 
     def check(self, p: dict) -> None:
-        p["datasets"] = list(dict.fromkeys(p["datasets"]))
+        """The selected datasets (any registered one), their sizes at the preset (an error where there is none)
+        and the requested models."""
+        ds.check_datasets(p, self.name, self.presets[p["preset"]]["datasets"])
+        ds.fill_sizes(p, self.name)
         check_models(p)
 
     def plan(self, ctx) -> list:
@@ -672,7 +676,7 @@ class Section6Experiment(Experiment):
         return units(ctx, self.paper_frame())
 
 
-__all__ = ["recount", "fid_bias", "fid_floors", "PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
+__all__ = ["ANY", "recount", "fid_bias", "fid_floors", "PRESETS", "DATASETS", "SIZE_PARAMS", "FID_PARAMS", "experiment_presets", "per_dataset", "job", "load",
            "unit_id", "registry_name", "paper_row_key", "paper_extra", "display", "group", "row_info", "check_models",
            "models_for", "units", "failed_rows", "untrained_reason", "fid_comparable", "fid_note", "data_note", "reference", "real_floor", "fid_batch",
            "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment",

@@ -177,7 +177,7 @@ CLAIMS = (
     ("els", "MNIST: the decoder gets rougher (ELS and expected gaps rise) as σx² falls", "4.2"),
     ("mi", "MNIST: the MI bound rises as σx² falls", "4.2"),
     ("det_rough", "MNIST: the deterministic encoder's decoder is rougher (higher ELS) than the stochastic one's", "4.2"),
-    ("det_els", "MNIST: without σz², the ELS rises with σx² (deterministic encoding)", "4.2"),
+    ("det_els", "MNIST: without σz², the decoder gets rougher (higher ELS) as σx² rises (deterministic encoding)", "4.2"),
     ("det_mi", "MNIST: at σx² = 1 the deterministic encoder's MI stays far above the collapsed stochastic one's", "4.2"),
     ("e8_els", "MNIST: a larger fixed σz² makes the decoder smoother (ELS and expected gaps fall)", "E"),
     ("e8_mi", "MNIST: the MI bound falls as σz² rises", "E"),

@@ -54,7 +54,7 @@ import torch
 from vaebook.experiments import _collapse_page as page
 from vaebook.experiments import smoothness as sm
 from vaebook.lab import Experiment, ParameterError, ParamSpec, Unit
-from vaebook.lab.display import fmt
+from vaebook.lab.display import fmt, pct
 from vaebook.paper import D_Z_SECTION4
 from vaebook.train.curve import plateau, plateau_cell
 
@@ -97,7 +97,10 @@ class Collapse(Experiment):
     """Random vs collapsed initialisation at a fixed σx², over learning rates and seeds (module docstring)."""
 
     name = "collapse"
+    datasets = ("mnist",)
     title = "The collapse question: σx² = 1 from a random and from a collapsed start"
+    fixed_datasets = ("MNIST with Section 4's nets ('mnist-d1') only: it asks Table 1's question on Table 1's "
+                      "setting")
     presets = PRESETS
     full_cost = ("The `cpu` preset trains 18 models (2 initialisations × 3 learning rates × 3 seeds) for 1,874 "
                  "steps each on all 60,000 MNIST training images and evaluates each on 10,000 of them: about 1.5 h on "
@@ -216,6 +219,17 @@ class Collapse(Experiment):
             "verdicts": verdict_counts(table)})
 
     # -- the page -------------------------------------------------------------------------------
+    def scale(self, res) -> str:
+        """Steps per model as a fraction of the paper's (Table 1's 200 epochs), training images, seeds."""
+        m = res.metrics if res is not None else {}
+        steps = max([r.get("steps") or 0 for r in m.get("records") or []] or [0])
+        n, seeds = m.get("n_train"), m.get("seeds") or []
+        if not steps:
+            return ""
+        return (f"{fmt(steps, ',d')} of {fmt(sm.PAPER_STEPS, ',.0f')} steps ({pct(steps, sm.PAPER_STEPS)}), "
+                f"{fmt(n, ',d', '?')} of {fmt(sm.PAPER_IMAGES, ',d')} images ({pct(n or 0, sm.PAPER_IMAGES)}), "
+                f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'} per initialisation and learning rate")
+
     def summary(self, res) -> dict:
         """The page's glued strings (:func:`._collapse_page.summary`)."""
         return page.summary(res)

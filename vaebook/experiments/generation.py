@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from vaebook.experiments import _datasets6 as ds
 from vaebook.experiments import _paired6 as paired
 from vaebook.experiments import _scale6 as scale
 from vaebook.lab import ParamSpec, Unit, rows_frame
@@ -68,9 +69,12 @@ class Generation(scale.Section6Experiment):
         keys = ["n_train", "n_test", "fid_samples", "fid_dims", "second_stage", "gmm_max_iter", "eval_batch", "models"]
         self.presets = scale.experiment_presets(keys + (["tsne_points"] if tsne else []), self.datasets)
         params = {}
+        if len(self.datasets) == 1:  # Table 6: its page is CelebA-HQ's
+            self.fixed_datasets = (f"{self.datasets[0]!r} only ({title}); Table 4 ('generation') takes any "
+                                   "registered dataset")
         if len(self.datasets) > 1:
-            params["datasets"] = ParamSpec("list", choices=self.datasets, allow_none=True, default=None,
-                                           doc=f"datasets to run; None = {list(self.datasets)}")
+            params["datasets"] = ParamSpec("list", choices=ds.RegisteredDatasets(), allow_none=True, default=None,
+                                           doc=f"registered datasets to run; None = {list(self.datasets)}")
         params.update(scale.SIZE_PARAMS)
         params["sources"] = ParamSpec("list", choices=tuple(SOURCE_COLUMN), allow_none=True, default=None,
                                       doc="latent sources for FID; None = the paper's columns for each dataset")
@@ -96,14 +100,24 @@ class Generation(scale.Section6Experiment):
         return long_rows(self.table, scale.paper_row_key, columns, extra=scale.paper_extra)
 
     def paper_sources(self, dataset: str) -> list:
-        """The latent sources the paper reports for ``dataset``."""
+        """The latent sources the paper reports for ``dataset`` (none for a dataset the table does not have)."""
         from vaebook.paper import paper_table
 
-        cols, pre = set(paper_table(self.table).columns), PREFIX[self.table].get(dataset, "")
+        if dataset not in PREFIX[self.table]:
+            return []
+        cols, pre = set(paper_table(self.table).columns), PREFIX[self.table][dataset]
         return [s for s, c in SOURCE_COLUMN.items() if pre + c in cols]
 
     def sources_for(self, p: dict, dataset: str) -> list:
-        return list(dict.fromkeys(p["sources"])) if p.get("sources") else self.paper_sources(dataset)
+        """The ``sources`` parameter, else the paper's columns for ``dataset``, else (a dataset the paper does not
+        have) every column the table prints on any dataset."""
+        if p.get("sources"):
+            return list(dict.fromkeys(p["sources"]))
+        own = self.paper_sources(dataset)
+        if own or dataset in PREFIX[self.table]:
+            return own
+        every = {s for d in PREFIX[self.table] for s in self.paper_sources(d)}
+        return [s for s in SOURCE_COLUMN if s in every]
 
     # -- the experiment -------------------------------------------------------------------------
     def evaluate(self, unit: Unit, ctx) -> dict:
@@ -126,7 +140,7 @@ class Generation(scale.Section6Experiment):
                                 for c in (SOURCE_COLUMN[s], kid_metric(SOURCE_COLUMN[s])))]
             return {**out, "rows": scale.failed_rows(base, metrics, reason), "reason": reason}
         model, seed, bs, n_show = tm.model.eval(), int(p["seed"]), int(p["eval_batch"]), int(p["figure_images"])
-        dev, dims, n_fid = model_device(model), int(p["fid_dims"]), int(scale.per_dataset(p, "fid_samples", d))
+        dev, dims, n_fid = model_device(model), int(p["fid_dims"]), ds.required(p, "fid_samples", d)
         dnote = scale.data_note(data)
         fnote = "; ".join(x for x in (scale.fid_note(n_fid, dims), dnote) if x)
         per_mse = mse_per_image(model, data.test, bs)
@@ -188,7 +202,7 @@ class Generation(scale.Section6Experiment):
         settings, values, times, boot = {}, {}, {}, {}
         for d, res in by_ds.items():
             data = scale.load(ctx, d)
-            n_fid, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
+            n_fid, dims = ds.required(p, "fid_samples", d), int(p["fid_dims"])
             ok = [r for r in res if "reason" not in r]
             values[d] = {r["model"]: {**{x["metric"]: x["ours"] for x in r["rows"]}, "sigma2": r.get("sigma2"),
                                       "sigma2_test": r.get("sigma2_test"), "calibration": r.get("calibration_test"),
@@ -389,7 +403,7 @@ def test_variance(model, x: torch.Tensor) -> dict:
     x = x.to(model_device(model))
     z = model.encode(x).mean.unsqueeze(0)  # one "sample" per image, the S×B×… layout the Σx hooks take
     mu, head = model._decode_all(z) if hasattr(model, "_decode_all") else (model.decode(z), None)
-    s2 = model.eval_sigma2(x, mu, head).float()
+    s2 = model.variance.pixel_variance(model.eval_sigma2(x, mu, head)).float()  # diag Σx, per pixel
     r2 = (x.unsqueeze(0) - mu).float() ** 2
     return {"sigma2": float(s2.expand(torch.broadcast_shapes(s2.shape, r2.shape)).mean()),
             "calibration": float((r2 / s2).mean())}  # s2 broadcasts against r2 (1×B×C×H×W)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from vaebook.experiments import _paired6 as paired
+from vaebook.experiments import _datasets6 as ds
 from vaebook.experiments import _scale6 as scale
 from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
@@ -39,8 +40,8 @@ class Interpolation(scale.Section6Experiment):
     presets = scale.experiment_presets(["n_train", "n_test", "fid_samples", "fid_dims", "eval_batch", "models"],
                                        DATASETS)
     params = {
-        "datasets": ParamSpec("list", choices=DATASETS, allow_none=True, default=None,
-                              doc=f"datasets to run; None = {list(DATASETS)}"),
+        "datasets": ParamSpec("list", choices=ds.RegisteredDatasets(), allow_none=True, default=None,
+                              doc=f"registered datasets to run; None = {list(DATASETS)}"),
         **scale.SIZE_PARAMS,
         **scale.FID_PARAMS,  # fid_samples = interpolation pairs per FID
         "fid_bootstrap": ParamSpec("int", min=2, max=5_000, default=200,
@@ -72,7 +73,7 @@ class Interpolation(scale.Section6Experiment):
         if reason:
             return {**out, "rows": scale.failed_rows(base, list(METRIC_ORDER), reason), "reason": reason}
         model, dev = tm.model.eval(), model_device(tm.model)
-        n_pairs, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
+        n_pairs, dims = ds.required(p, "fid_samples", d), int(p["fid_dims"])
         note = "; ".join(x for x in (scale.fid_note(n_pairs, dims), scale.data_note(data)) if x)
         ref = scale.reference(data, dims, dev)
         rows = []
@@ -109,7 +110,7 @@ class Interpolation(scale.Section6Experiment):
             boot[d] = {"n_boot": int(p["fid_bootstrap"]), "seed": int(p["seed"]),
                        "replicates": {r["model"]: r.get("boot", {}) for r in res if "reason" not in r}}
             data = scale.load(ctx, d)
-            n_pairs, dims = int(scale.per_dataset(p, "fid_samples", d)), int(p["fid_dims"])
+            n_pairs, dims = ds.required(p, "fid_samples", d), int(p["fid_dims"])
             values[d] = {r["model"]: {**{x["metric"]: x["ours"] for x in r["rows"]}, "kid_std": r.get("kid_std", {})}
                          for r in res if "reason" not in r}
             settings[d] = {"data": data.describe(), "generated": data.generated, "n_pairs": n_pairs, "fid_dims": dims,

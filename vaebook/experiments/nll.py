@@ -30,6 +30,7 @@ import math
 import pandas as pd
 
 from vaebook.experiments import _nll_claims as nc
+from vaebook.experiments import _datasets6 as ds
 from vaebook.experiments import _scale6 as scale
 from vaebook.lab import ParameterError, ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
@@ -68,8 +69,8 @@ class NLL(scale.Section6Experiment):
     presets = scale.experiment_presets(["n_train", "n_test", "iwae_k", "models"],
                                        {"smoke": ["mnist", "celeba64"], "medium": DATASETS, "full": DATASETS})
     params = {
-        "datasets": ParamSpec("list", choices=DATASETS, allow_none=True, default=None,
-                              doc="datasets to run; None = MNIST and CelebA at smoke, all three otherwise"),
+        "datasets": ParamSpec("list", choices=ds.RegisteredDatasets(), allow_none=True, default=None,
+                              doc="registered datasets to run; None = MNIST and CelebA at smoke, all three otherwise"),
         **scale.SIZE_PARAMS,
         "iwae_k": ParamSpec("int", min=1, max=5_000, allow_none=True, default=None,
                             doc="importance samples; None = preset (paper 500)"),

@@ -139,7 +139,10 @@ class NoiseVariance(Experiment):
     """Table 3: one unit per trained model (the noisy models, plus Iso-I on clean MNIST as a reference)."""
 
     name = "noise_variance"
+    datasets = ("mnist",)
     title = "Does the MLE variance find the noise? (Section 5.3, Table 3)"
+    fixed_datasets = ("noisy MNIST ('noisy-mnist', with clean 'mnist' as reference) only: Table 3's noise patterns "
+                      "are defined by MNIST's digit classes (0–4 / 5–9) and image halves")
     #: medium: 3 epochs of 3,200 images = 150 steps per model, 33 models (32 noisy + 1 clean reference): about
     #: 11 min at the ~5.5 steps/s measured for the Appendix-I.1 nets on 2 CPU threads. Enough for Iso-I/-D and
     #: Diag-I to leave the mean image; Diag-D learns slowest, so its s_x² = 0.01 cells are dominated by model

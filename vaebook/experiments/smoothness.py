@@ -98,7 +98,10 @@ class Smoothness(Experiment):
     """Tables 1 and E.8 with Figures D.3, D.4 and E.5 (see the module docstring)."""
 
     name = "smoothness"
+    datasets = ("mnist",)
     title = "Smoothness, σx² and σz² (Table 1, Table E.8)"
+    fixed_datasets = ("MNIST with Section 4's nets ('mnist-d1') only: Tables 1 and E.8 and their claims are the "
+                      "paper's MNIST numbers")
     presets = {
         "smoke": dict(sigma_x2_log10=[0.0, -1.0], sigma_z2_log10=[0.0], n_train=128, n_eval=128, n_smooth=16,
                       mi_batch=128, n_tsne=60, tsne_panels="few", sigma_z2_lr_factor=1.0, lr=1e-3, epochs=1,

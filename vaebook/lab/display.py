@@ -20,8 +20,26 @@ def pct(a, b) -> str:
     return f"{v:.0f} %" if abs(v) >= 10 else f"{v:.2g} %"
 
 
+_SCI = re.compile(r"^(-?)(\d(?:\.\d+)?)e([+-])(\d+)$")
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def human_number(text: str) -> str:
+    """A formatted number as people write it: ``1.138e+04`` → ``11,380`` (the rounding kept), ``3.97e-05`` →
+    ``3.97×10⁻⁵``; anything else as it is."""
+    m = _SCI.match(text)
+    if not m:
+        return text
+    sign, mant, esign, exp = m.groups()
+    if esign == "+" and int(exp) <= 15:
+        decimals = max(0, len(mant.replace(".", "")) - int(exp) - 1)  # keep the significant digits shown
+        return f"{sign}{float(mant) * 10 ** int(exp):,.{decimals}f}"
+    power = (("-" if esign == "-" else "") + str(int(exp))).translate(_SUPERSCRIPT)
+    return f"{sign}{mant}×10{power}"
+
+
 def fmt(v, spec: str = ".3g", missing: str = "n/a") -> str:
-    """A number for prose; ``missing`` for None/NaN."""
+    """A number for prose; ``missing`` for None/NaN; never in e-notation (:func:`human_number`) or ``-0``."""
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -31,7 +49,9 @@ def fmt(v, spec: str = ".3g", missing: str = "n/a") -> str:
     if spec and spec[-1] in "bcdoxXn":
         return format(int(round(f)), spec)
     out = format(f, spec)
-    return out[1:] if out.startswith("-") and float(out.replace(",", "")) == 0 else out  # never "-0"
+    if out.startswith("-") and float(out.replace(",", "")) == 0:
+        return out[1:]  # never "-0"
+    return human_number(out)
 
 
 def glue_all(values: dict) -> None:
@@ -344,6 +364,6 @@ def grid_figure(blocks: list, columns: Sequence[str] = (), title: str = "", cell
     return fig
 
 
-__all__ = ["md_escape", "md_code", "fmt", "pct", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
+__all__ = ["md_escape", "md_code", "fmt", "human_number", "pct", "glue_all", "show_table", "table_html", "cell_text", "cell_html", "slug", "VERDICT_COLOURS",
            "BADGE_COLUMNS", "show_figure", "show_tsne", "banner", "SMOKE_WARNING", "display_cells",
            "side_by_side", "image_grid", "grid_figure", "READING_RC", "PAGE_IN", "reading_style"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,7 +33,8 @@ from vaebook.checks import InputError
 from vaebook.io import CorruptCacheError, atomic_torch_save, discard, load_torch_file
 from vaebook.lab.params import ParameterError, check_device, common_params, validate_params
 from vaebook.lab.results import Run, find_results, jsonable
-from vaebook.lab.zoo import Job, TrainedModel, Zoo, code_version
+from vaebook.lab.codekey import files_hash, module_files
+from vaebook.lab.zoo import Job, TrainedModel, Zoo, job_code_version
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Experiment:
     preset_independent: bool = False
     #: how long the largest preset takes and on what (for the "no results yet" notice)
     full_cost: str = ""
+    #: the datasets the experiment trains on when it has no ``datasets`` parameter (the scale lines, the claims)
+    datasets: tuple = ()
+    #: for an experiment tied to its dataset(s) (no ``datasets`` parameter): which, and why the science needs them
+    fixed_datasets: str = ""
 
     # -- parameters -------------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -70,6 +76,10 @@ class Experiment:
 
     def resolve(self, params: dict) -> dict:
         """Validated parameters with every ``None`` knob filled from the preset (nothing written)."""
+        if self.fixed_datasets and "datasets" in params and "datasets" not in self.spec():
+            raise ParameterError(f"{self.name}: parameter 'datasets' = {params['datasets']!r} is not taken: this "
+                                 f"experiment runs on {self.fixed_datasets}. Fix: drop the parameter; the Section-6 "
+                                 "tables (generation, interpolation, nll) take any registered dataset.")
         p = validate_params(params, self.spec())
         for k, v in self.presets[p["preset"]].items():
             if p.get(k) is None:
@@ -99,6 +109,11 @@ class Experiment:
         and ``scale`` (ours as a fraction of the paper's). ``res`` None: every claim ``not run``."""
         return []
 
+    def scale(self, res) -> str:
+        """Our run as a fraction of the paper's, for a page whose claims are judged elsewhere (the claims' ``scale``
+        serves the others); empty by default."""
+        return ""
+
     # -- reading -----------------------------------------------------------------------------
     def find(self, results_dir="results", table: Optional[str] = None, below: Optional[str] = None):
         """The largest-scale complete results of this experiment (None when there are none); with ``table``,
@@ -114,54 +129,10 @@ class Experiment:
         return {k: v for k, v in p.items() if k not in ("mode", "device", "results_dir", "data_root")}
 
     def source_hash(self) -> str:
-        """Hash of the evaluation code a unit may run: the experiment's module with the sibling modules it
-        imports (:func:`experiment_sources`: base classes, shared helpers; not the other tables' files), and
-        the data, metrics, posterior, theory and runtime packages."""
-        import sys
-
-        root = Path(__file__).resolve().parents[1]
-        h = hashlib.blake2b(digest_size=8)
-        files = experiment_sources(sys.modules[type(self).__module__].__file__)
-        for folder in ("data", "metrics", "posterior", "lab", "theory"):
-            files += sorted((root / folder).rglob("*.py"))
-        for f in files:
-            h.update(f.read_bytes())
-        return h.hexdigest()
-
-
-def experiment_sources(module_file) -> list:
-    """The experiment module's file and, transitively, the files of the modules of its own package that it
-    imports anywhere in its code (``from vaebook.experiments import x``, ``from vaebook.experiments.x import
-    …``, ``from .x import …``), read from its syntax tree; sorted, each once."""
-    import ast
-
-    start = Path(module_file).resolve()
-    pkg, dotted = start.parent, "vaebook." + start.parent.name
-
-    def target(name: str) -> Optional[Path]:
-        for cand in (pkg / f"{name}.py", pkg / name / "__init__.py"):
-            if cand.is_file():
-                return cand
-        return None
-
-    seen, todo = set(), [start]
-    while todo:
-        f = todo.pop()
-        if f in seen:
-            continue
-        seen.add(f)
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            names = []
-            if isinstance(node, ast.ImportFrom):
-                mod = node.module or ""
-                if node.level == 1 or mod == dotted:  # from . import x / from vaebook.experiments import x
-                    names = [mod] if node.level == 1 and mod else [a.name for a in node.names]
-                elif mod.startswith(dotted + "."):
-                    names = [mod[len(dotted) + 1:]]
-            elif isinstance(node, ast.Import):
-                names = [a.name[len(dotted) + 1:] for a in node.names if a.name.startswith(dotted + ".")]
-            todo += [t for t in (target(n.split(".")[0]) for n in names) if t is not None]
-    return sorted(seen)
+        """Hash of the evaluation code a unit may run: the experiment's module and, transitively, the module that
+        defines each name it imports from vaebook (:func:`vaebook.lab.codekey.module_files`; not whole packages),
+        so adding a file, or editing one no evaluation imports, re-evaluates nothing."""
+        return files_hash(module_files([sys.modules[type(self).__module__]]))
 
 
 @dataclass
@@ -201,9 +172,22 @@ class Context:
         return self.models[job]
 
 
+def data_code(unit: Unit) -> str:
+    """Hash of the loader code of the datasets a unit reads (its jobs' and its ``dataset``): the module that
+    defines each one's ``load`` and what it imports (:func:`vaebook.lab.codekey.module_files`)."""
+    from vaebook.data import DATASETS
+
+    names = {j.dataset for j in unit.jobs} | ({unit.meta["dataset"]} if unit.meta.get("dataset") else set())
+    mods = [sys.modules[DATASETS[d].load.__module__] for d in sorted(names) if d in DATASETS]
+    return files_hash(module_files(mods)) if mods else ""
+
+
 def _unit_key(exp: Experiment, unit: Unit, p: dict, ctx: Context) -> str:
+    """An evaluation's cache key: the unit, its parameters (:meth:`Experiment.eval_key`), its jobs and the code
+    of their models, the experiment's code and the code of the datasets it reads."""
     payload = {"unit": unit.id, "info": jsonable(unit.meta), "p": jsonable(exp.eval_key(unit, p)),
-               "jobs": [repr(j) for j in unit.jobs], "code": code_version(), "exp": exp.source_hash()}
+               "jobs": [repr(j) for j in unit.jobs], "code": [job_code_version(j) for j in unit.jobs],
+               "exp": exp.source_hash(), "data": data_code(unit)}
     return hashlib.blake2b(json.dumps(payload, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
 
 

@@ -50,6 +50,7 @@ def open_page(name: str, namespace: dict, log=print):
     from IPython.display import Markdown, display
 
     from vaebook.lab.display import banner, glue_all
+    from vaebook.lab.glance import page_scale_line
     from vaebook.lab.experiment import run
     from vaebook.lab.results import load_results
 
@@ -66,7 +67,7 @@ def open_page(name: str, namespace: dict, log=print):
         res: Optional[object] = load_results(run(exp, params, log=log).out_dir, exp.smoke_presets)
     else:
         res = exp.find(p["results_dir"])
-    display(Markdown(banner(res, name, getattr(exp, "full_cost", ""))))
+    display(Markdown(banner(res, name, getattr(exp, "full_cost", "")) + "\n\n" + page_scale_line(exp, res)))
     glue_all(exp.summary(res))
     return exp, res
 

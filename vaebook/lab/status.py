@@ -4,6 +4,7 @@ and one row per comparison table of each experiment's largest-scale results (:fu
 from __future__ import annotations
 
 import math
+import re
 from typing import Optional, Sequence
 
 import pandas as pd
@@ -117,6 +118,23 @@ def _book_experiments():
     return [(n, exps[n]) for n in notebooks() if n in exps]
 
 
+def datasets_run(exp, res) -> list:
+    """The datasets a result was computed on: its ``datasets`` parameter, else the experiment's ``datasets``."""
+    if res is None:
+        return []
+    p = (res.provenance or {}).get("parameters") or {}
+    return list(p.get("datasets") or getattr(exp, "datasets", ()) or [])
+
+
+def on_datasets(claim: str, status: str, datasets: Sequence[str]) -> str:
+    """A claim's text saying where it was checked: prefixed "MNIST: " when it was checked on MNIST only and does not
+    already name a dataset (a claim not run is left as the paper states it)."""
+    if status == "not run" or list(datasets) != ["mnist"] or re.search(r"MNIST|CelebA", claim):
+        return claim
+    lower = claim[:1].lower() + claim[1:] if claim[1:2].islower() else claim  # "Our FIDs" → "our FIDs"
+    return f"MNIST: {lower}"
+
+
 def _smoke_note(res) -> str:
     return "smoke test, not a result" if res is not None and res.is_smoke else ""
 
@@ -143,6 +161,7 @@ def experiment_claims(name: str, exp, res) -> list:
         if c["status"] not in CLAIM_STATUSES:
             raise ValueError(f"{name}.claims: status {c['status']!r}; expected one of {CLAIM_STATUSES}")
         row = {k: c[k] for k in CLAIM_KEYS}
+        row["claim"] = on_datasets(str(row["claim"]), row["status"], datasets_run(exp, res))
         if smoke and row["status"] != "not run":
             row["evidence"] = f"{smoke} (the check itself reads {row['status']}: {row['evidence']})"
             row["status"] = "not run"
@@ -314,6 +333,6 @@ def verdict_figure(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "objective_contradiction", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "experiment_claims", "show_claims",
+__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "objective_contradiction", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "datasets_run", "on_datasets", "experiment_claims", "show_claims",
            "claims_table", "claims_display", "status_display", "claim_counts", "theory_counts", "theory_line",
            "status_table", "verdict_figure"]

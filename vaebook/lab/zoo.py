@@ -1,9 +1,10 @@
 """The model zoo: trained models cached on disk, keyed by everything that determines them.
 
 A :class:`Job` names a registered model, a registered dataset (and its variant), the training settings
-and the seed. Its cache key adds the training images' content hash and the **code version** (a hash of
-the source of :mod:`vaebook.models`, :mod:`vaebook.nets`, :mod:`vaebook.variance`, :mod:`vaebook.train`),
-so a changed objective or trainer retrains instead of reusing a stale model. Entries live in
+and the seed. Its cache key adds the training images' content hash and the **code version** of *that* model
+(:func:`job_code_version`: the files that define the built model's classes, its nets, its Σx and rescue, and the
+trainer; :mod:`vaebook.lab.codekey`), so a changed objective or trainer retrains instead of reusing a stale model,
+and adding a file (a new Σx, a new dataset) retrains nothing. Entries live in
 ``<root>/<dataset>/<model>-<key hash>/`` (``model.pt``, ``history.json``, ``meta.json`` written last).
 
 :meth:`Zoo.train` trains the jobs that are not cached (batched through ``torch.func.vmap`` on CUDA, one by
@@ -16,7 +17,6 @@ a model that fits no group trains alone, with checkpoints.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import json
 import shutil
@@ -30,21 +30,30 @@ import torch
 
 from vaebook.checks import check_fit
 from vaebook.io import CorruptCacheError, atomic_torch_save, atomic_write_text, discard, load_torch_file
+from vaebook.lab.codekey import files_hash, model_files
 
-CODE_PACKAGES = ("models", "nets", "variance", "train")
-FORMAT = 2
+FORMAT = 3  # 3: the code version is the model's own files (was: every file of models/, nets/, variance/, train/)
+_MODEL_FILES: dict = {}  # (model, arch, builder kwargs) -> its source files
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """Hash of the source files that determine a trained model."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.blake2b(digest_size=8)
-    for pkg in CODE_PACKAGES:
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+def job_files(job: "Job") -> list:
+    """The source files that define ``job``'s model (:func:`vaebook.lab.codekey.model_files` of the built model;
+    the model is built once per model, architecture and builder arguments)."""
+    from vaebook.data import dataset_spec
+
+    k = (job.model, dataset_spec(job.dataset).arch, repr(sorted(job.builder_kwargs().items())))
+    if k not in _MODEL_FILES:
+        state = torch.random.get_rng_state()
+        try:
+            _MODEL_FILES[k] = model_files(job.build())
+        finally:
+            torch.random.set_rng_state(state)  # building seeds the global generator: leave it as it was
+    return _MODEL_FILES[k]
+
+
+def job_code_version(job: "Job") -> str:
+    """Hash of the source files that determine ``job``'s trained model (:func:`job_files`)."""
+    return files_hash(job_files(job))
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class Job:
     def key(self, train_hash: str, n_train: int) -> dict:
         return {"format": FORMAT, "model": self.model, "dataset": self.dataset, "model_kwargs": self.builder_kwargs(),
                 "variant": dict(self.variant), "train": self.train_dict, "seed": self.seed, "n_train": int(n_train),
-                "train_hash": train_hash, "code": code_version()}
+                "train_hash": train_hash, "code": job_code_version(self)}
 
 
 @dataclass
@@ -296,4 +305,4 @@ class Zoo:
         return out
 
 
-__all__ = ["Job", "TrainedModel", "Zoo", "code_version"]
+__all__ = ["Job", "TrainedModel", "Zoo", "job_code_version", "job_files"]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vaebook.checks import check_build_model
-from vaebook.data.registry import DATASETS
+from vaebook.data.registry import DATASETS, dataset_spec
 from vaebook.nets import ARCHITECTURES
 
 
@@ -97,29 +97,74 @@ class LossOutput:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What a model needs of a dataset's images, checked against its :class:`~vaebook.data.DatasetSpec`:
+    ``channels`` (allowed C of C×H×W), ``max_pixels`` (largest C·H·W), ``archs`` (allowed architectures);
+    ``None`` = anything. A model registered without needs fits every registered dataset."""
+
+    channels: Optional[tuple] = None
+    max_pixels: Optional[int] = None
+    archs: Optional[tuple] = None
+
+    def misfit(self, spec) -> str:
+        """Why a dataset ``spec`` does not fit ("" when it does)."""
+        c, d = int(spec.x_shape[0]), math.prod(int(v) for v in spec.x_shape)
+        if self.channels is not None and c not in self.channels:
+            return f"needs images with {' or '.join(map(str, self.channels))} channel(s), {spec.name!r} has {c}"
+        if self.max_pixels is not None and d > self.max_pixels:
+            return f"needs at most {self.max_pixels:,} values per image, {spec.name!r} has {d:,}"
+        if self.archs is not None and spec.arch not in self.archs:
+            return f"needs architecture {' or '.join(self.archs)}, {spec.name!r} uses {spec.arch!r}"
+        return ""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A registry entry: ``name`` (what code and notebooks use), the paper's row ``label``,
     the table ``group`` (``baseline`` / ``trainable_Sigma_x`` / ``proposed_MLE``, as in
-    ``vaebook.paper``) and the ``builder(arch, d_z=None, **kw) -> GenerativeModel``."""
+    ``vaebook.paper``), the ``builder(arch, d_z=None, **kw) -> GenerativeModel``, what it ``needs`` of a dataset
+    and ``only`` (an explicit list of dataset names, for a model whose science is tied to them; empty = any that
+    fits its needs)."""
 
     name: str
     label: str
     group: str
     builder: Callable
-    datasets: tuple = ("mnist", "celeba64", "celebahq128")
+    needs: Needs = Needs()
+    only: tuple = ()
+
+    def misfit(self, dataset: str) -> str:
+        """Why the registered dataset ``dataset`` cannot train this model ("" when it can)."""
+        if self.only and dataset not in self.only:
+            return f"{self.name!r} is registered for {list(self.only)} only"
+        return self.needs.misfit(dataset_spec(dataset))
+
+    def fits(self, dataset: str) -> bool:
+        return not self.misfit(dataset)
+
+    @property
+    def datasets(self) -> tuple:
+        """The registered datasets this model fits (computed now: a dataset registered later is included)."""
+        return tuple(d for d in DATASETS if self.fits(d))
 
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, label: str, group: str = "baseline", datasets: tuple = ("mnist", "celeba64", "celebahq128"),
-                   **fixed_kwargs):
+def register_model(name: str, label: str, group: str = "baseline", needs: Optional[Needs] = None,
+                   datasets: tuple = (), **fixed_kwargs):
     """Decorator for a model class or builder function: ``build_model(name, arch)`` then calls it as
-    ``builder(arch=arch, **fixed_kwargs, **user_kwargs)`` and sets ``model.label``."""
+    ``builder(arch=arch, **fixed_kwargs, **user_kwargs)`` and sets ``model.label``. ``needs``: what the model needs
+    of a dataset (:class:`Needs`); ``datasets``: restrict it to these dataset names (rarely needed)."""
+    if needs is not None and not isinstance(needs, Needs):
+        raise TypeError(f"register_model({name!r}): needs = {needs!r}; expected a vaebook.models.Needs "
+                        "(e.g. Needs(channels=(1,))) or None")
+    if isinstance(datasets, str):
+        raise TypeError(f"register_model({name!r}): datasets = {datasets!r}; expected a tuple of dataset names")
 
     def deco(obj):
         if name in MODEL_REGISTRY:
-            raise ValueError(f"model name {name!r} registered twice")
+            raise ValueError(f"model name {name!r} registered twice; give the new model another name")
 
         def builder(arch: str, **kw):
             model = obj(arch=arch, **{**fixed_kwargs, **kw})
@@ -127,7 +172,7 @@ def register_model(name: str, label: str, group: str = "baseline", datasets: tup
             model.registry_name = name
             return model
 
-        MODEL_REGISTRY[name] = ModelSpec(name, label, group, builder, tuple(datasets))
+        MODEL_REGISTRY[name] = ModelSpec(name, label, group, builder, needs or Needs(), tuple(datasets))
         return obj
 
     return deco

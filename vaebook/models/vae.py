@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from vaebook.models.base import GenerativeModel, LossOutput, Posterior, register_model
+from vaebook.models.base import GenerativeModel, LossOutput, Needs, Posterior, register_model
 from vaebook.nets import ARCHITECTURES, build_nets
 from vaebook.variance import DecoderVariance, build_variance
 from vaebook.variance.rescue import resolve_rescue
@@ -141,8 +141,11 @@ register_model("vae-gaussian", "VAE w/ Gaussian (sigma_x^2=1.0)", "baseline", va
 for _shape, _lab in [("iso-i", "Iso-I"), ("diag-i", "Diag-I"), ("iso-d", "Iso-D"), ("diag-d", "Diag-D")]:
     register_model(f"trainable-{_shape}", _lab, "trainable_Sigma_x", variance=_shape, mode="trainable")(GaussianVAE)
     register_model(f"mle-{_shape}", _lab, "proposed_MLE", variance=_shape, mode="mle")(GaussianVAE)
-for _r in (1, 4, 16, 64):  # beyond the paper: Σx = σ²I + UUᵀ by MLE (vaebook.variance.lowrank); MNIST only (d×d S)
-    register_model(f"lowrank-r{_r}", f"Low-rank r={_r} (MLE)", "beyond_paper", ("mnist",), variance=f"lowrank-r{_r}", mode="mle")(GaussianVAE)
+#: the low-rank Σx keeps a d×d running second moment of the residuals (d = C·H·W): MNIST-sized images only
+LOWRANK_MAX_PIXELS = 1_024
+for _r in (1, 4, 16, 64):  # beyond the paper: Σx = σ²I + UUᵀ by MLE (vaebook.variance.lowrank)
+    register_model(f"lowrank-r{_r}", f"Low-rank r={_r} (MLE)", "beyond_paper", Needs(max_pixels=LOWRANK_MAX_PIXELS),
+                   variance=f"lowrank-r{_r}", mode="mle")(GaussianVAE)
 
 
 #: initialisations of :class:`Section4VAE`
@@ -271,4 +274,5 @@ class Section4VAE(GenerativeModel):
         return self.variance.log_prob(x, mu, self.variance.eval_sigma2(x, mu))
 
 
-register_model("section4-vae", "Section-4 VAE (sigma_z^2 I encoder)", "section4", datasets=("mnist",))(Section4VAE)
+register_model("section4-vae", "Section-4 VAE (sigma_z^2 I encoder)", "section4",
+               Needs(archs=("d1",)))(Section4VAE)  # Section 4's nets (App. D.1)

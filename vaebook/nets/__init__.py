@@ -41,6 +41,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {}
 
 def register_arch(name: str, image_shape: tuple[int, int, int], default_d_z: int, paper_ref: str):
     def deco(fn):
+        if name in ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} registered twice; give the new one another name")
         ARCHITECTURES[name] = ArchSpec(name, image_shape, default_d_z, fn, paper_ref)
         return fn
 

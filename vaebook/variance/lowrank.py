@@ -35,8 +35,9 @@ minibatch's).
 
 **Forms.** This shape's Σx (``running_sigma2``, :meth:`estimate`, :meth:`eval_sigma2`, what :meth:`nll` takes)
 is the *factor* ``d × (1 + r)``: column 0 holds σ² (repeated), columns 1..r hold U (ordered by decreasing
-‖u_j‖). :meth:`forward`'s ``sigma2`` and :meth:`current` give the per-pixel marginal variances diag Σx =
-σ² + Σ_j U_ij² (``C×H×W``), comparable with Diag-I's and meaningful in the training logs.
+‖u_j‖). The protocol's hooks (:class:`~vaebook.variance.DecoderVariance`) read it: :meth:`initial` (σ² = value,
+U = 0), :meth:`add_eps` (σ² + ε), :meth:`marginal` (diag Σx = σ² + Σ_j U_ij², ``C×H×W``: :meth:`forward`'s
+``sigma2`` and :meth:`current`, comparable with Diag-I's), :meth:`logdet` and :meth:`mahalanobis` (below).
 
 **Cost.** Per step O(N d²) to update S (N residual vectors) and O(N d r) for the objective; per refresh an
 eigendecomposition, O(d³), done in float64. MNIST (d = 784): S is 0.6 M floats (2.5 MB), the S update ≈ 0.04 G
@@ -61,7 +62,7 @@ from typing import Optional
 
 import torch
 
-from vaebook.variance import LOG_2PI, DecoderVariance, VarianceOutput, register_variance
+from vaebook.variance.base import LOG_2PI, DecoderVariance, register_variance
 
 
 @torch.no_grad()
@@ -86,8 +87,9 @@ def ppca_mle(S: torch.Tensor, rank: int, sigma2_floor: float = 0.0) -> tuple[tor
     return s2.to(S.dtype), U.to(S.dtype)
 
 
-def lowrank_nll(r: torch.Tensor, s2: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
-    """−log N(r; 0, σ²I + UUᵀ) for ``r`` of shape ``...×d`` → ``...`` (Woodbury + determinant lemma, O(d·r))."""
+def lowrank_terms(r: torch.Tensor, s2: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rᵀΣx⁻¹r per leading index of ``r`` (``...×d``), ln det Σx) for Σx = σ²I + UUᵀ: Woodbury and the matrix
+    determinant lemma, O(d·r) per example."""
     d, k = r.shape[-1], U.shape[-1]
     quad = (r ** 2).sum(-1) / s2
     logdet = d * torch.log(s2)
@@ -98,7 +100,13 @@ def lowrank_nll(r: torch.Tensor, s2: torch.Tensor, U: torch.Tensor) -> torch.Ten
         a = torch.linalg.solve_triangular(L, proj.transpose(0, 1), upper=False).transpose(0, 1)
         quad = quad - (a ** 2).sum(-1).reshape(quad.shape) / s2 ** 2
         logdet = logdet + 2.0 * L.diagonal().log().sum()
-    return 0.5 * (quad + logdet + d * LOG_2PI)
+    return quad, logdet
+
+
+def lowrank_nll(r: torch.Tensor, s2: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """−log N(r; 0, σ²I + UUᵀ) for ``r`` of shape ``...×d`` → ``...`` (Woodbury + determinant lemma, O(d·r))."""
+    quad, logdet = lowrank_terms(r, s2, U)
+    return 0.5 * (quad + logdet + r.shape[-1] * LOG_2PI)
 
 
 _INSTANCES = itertools.count()
@@ -118,6 +126,7 @@ class LowRankI(DecoderVariance):
     name = "lowrank"
     uses_eps = False
     diagonal = False  # the per-pixel rescues (beta-nll, floor, eps) refuse it
+    modes = ("mle",)
     has_rank = True  # build_variance accepts "lowrank-r<k>"
     DEFAULT_RANK = 4
 
@@ -148,9 +157,6 @@ class LowRankI(DecoderVariance):
         self.register_buffer("running_S", torch.zeros(d, d))
         self.register_buffer("samples_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("fitted_step", torch.full((), -1, dtype=torch.long))  # step of the last PPCA fit
-        with torch.no_grad():  # before any step: Σx = value·I (U = 0)
-            self.running_sigma2.zero_()
-            self.running_sigma2[:, 0] = float(value)
 
     # -- forms --------------------------------------------------------------------------------
     def param_shape(self):
@@ -169,6 +175,18 @@ class LowRankI(DecoderVariance):
     def factor(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored estimate (σ̂², Û)."""
         return self.unpack(self.running_sigma2)
+
+    def initial(self, value):
+        """Σx = value·I before any step: σ² = value, U = 0."""
+        factor = torch.zeros(self.param_shape())
+        factor[:, 0] = float(value)
+        return factor
+
+    def add_eps(self, sigma2, eps):
+        """σ²I + UUᵀ + εI: ε on σ² (column 0)."""
+        out = sigma2.clone()
+        out[..., 0] += eps
+        return out
 
     def marginal(self, factor: torch.Tensor) -> torch.Tensor:
         """diag Σx = σ² + Σ_j U_ij², per pixel (``C×H×W``)."""
@@ -210,7 +228,18 @@ class LowRankI(DecoderVariance):
     def broadcast(self, sigma2, like):
         return sigma2  # the factor itself
 
+    def logdet(self, sigma2):
+        """ln det Σx = d ln σ² + ln det(I_r + UᵀU/σ²) (the determinant lemma)."""
+        s2, U = self.unpack(sigma2)
+        return lowrank_terms(sigma2.new_zeros(1, self.d_x), s2, U)[1]
+
+    def mahalanobis(self, r, sigma2):
+        """rᵀΣx⁻¹r = ‖r‖²/σ² − ‖L⁻¹Uᵀr‖²/σ⁴ (Woodbury, M = I_r + UᵀU/σ² = LLᵀ)."""
+        s2, U = self.unpack(sigma2)
+        return lowrank_terms(r.flatten(-3), s2, U)[0]
+
     def nll(self, r, sigma2):
+        """½[rᵀΣx⁻¹r + ln det Σx + d ln 2π] with one Cholesky of M for both terms."""
         s2, U = self.unpack(sigma2)
         return lowrank_nll(r.flatten(-3), s2, U)
 
@@ -219,20 +248,7 @@ class LowRankI(DecoderVariance):
         Σ̂x is the running estimate, not this minibatch's)."""
         return self.nll(r, s2).mean()
 
-    # -- the protocol -------------------------------------------------------------------------
-    def forward(self, x, mu, head=None) -> VarianceOutput:
-        """As :meth:`DecoderVariance.forward` (MLE); ``sigma2`` is diag Σ̂x per pixel (``C×H×W``), not the factor."""
-        out = super().forward(x, mu, head)
-        return VarianceOutput(out.rec, self.marginal(out.sigma2))
-
-    def current(self, head=None):
-        """diag Σ̂x of the stored estimate (``C×H×W``), like Diag-I's ``current()``."""
-        return self.marginal(self.running_sigma2)
-
-    def eval_sigma2(self, x, mu, head=None, recon=None):
-        """The stored estimate's factor (fixed before any test image is seen: a normalised density)."""
-        return self.running_sigma2
-
+    # -- beyond the protocol ----------------------------------------------------------------------
     @torch.no_grad()
     def whiten(self, r: torch.Tensor, factor: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Σx^{-1/2} r (the symmetric inverse square root, so pixels keep their places) for ``r`` ``...×C×H×W``."""
@@ -251,4 +267,4 @@ class LowRankI(DecoderVariance):
                 f"x_shape={self.x_shape}")
 
 
-__all__ = ["LowRankI", "ppca_mle", "lowrank_nll"]
+__all__ = ["LowRankI", "ppca_mle", "lowrank_nll", "lowrank_terms"]

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from vaebook.models.base import LossOutput, register_model
+from vaebook.models.base import LossOutput, Needs, register_model
 from vaebook.models.baselines._common import GaussianEncoderModel, per_image_sq_error
 
 
@@ -25,7 +25,7 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(-3).sum(-1)
 
 
-@register_model("vae-bernoulli", "VAE w/ Bernoulli", "baseline", datasets=("mnist",))
+@register_model("vae-bernoulli", "VAE w/ Bernoulli", "baseline", Needs(channels=(1,)))  # grey levels as in MNIST
 class BernoulliVAE(GaussianEncoderModel):
     """Gaussian encoder (Eq. 2), Bernoulli decoder; ``decode`` returns the mean image sigmoid(ℓ(z))."""
 

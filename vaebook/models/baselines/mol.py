@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from vaebook.models.base import LossOutput, register_model
+from vaebook.models.base import LossOutput, Needs, register_model
 from vaebook.models.baselines._common import GaussianEncoderModel, per_image_sq_error
 
 N_BINS = 256
@@ -86,7 +86,7 @@ def mol_sample(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tens
     return to_bins(y, n_bins) / (n_bins - 1)
 
 
-@register_model("vae-mol", "VAE w/ MoL", "baseline", datasets=("celeba64", "celebahq128"))
+@register_model("vae-mol", "VAE w/ MoL", "baseline", Needs(channels=(3,)))  # 8-bit colour images as in CelebA
 class MoLVAE(GaussianEncoderModel):
     """Gaussian encoder (Eq. 2) + discretised-MoL decoder; loss = −log P(x|z) + KL, nats per image.
 
