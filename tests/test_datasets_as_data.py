@@ -15,7 +15,7 @@ import torch
 
 from vaebook.data import DATASETS, DatasetSpec, InvalidArgumentError, register_dataset, unregister_dataset
 from vaebook.experiments import _datasets6 as ds
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments.generation import EXPERIMENT as GEN
 from vaebook.experiments.nll import EXPERIMENT as NLL
 from vaebook.lab import ParameterError
@@ -146,7 +146,7 @@ def _py(root: Path, code: str, data_root, timeout=900) -> dict:
 KEYS = """
 import json, sys
 import vaebook.data
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab.experiment import Context, _unit_key
 from vaebook.lab.page import get_experiment
 from vaebook.lab.zoo import Job

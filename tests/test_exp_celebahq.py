@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vaebook import lab
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments.celebahq import EXPERIMENT as HQ
 from vaebook.experiments.celebahq import ex_post_helps
 from vaebook.experiments.generation import Generation

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vaebook import lab
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments import generation, interpolation, nll
 from vaebook.experiments.generation import EXPERIMENT as GEN
 from vaebook.lab import ParameterError

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vaebook.experiments import _lowrank_claims as LC
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments.lowrank import (BASELINES, DEFAULT_MODELS, EXPERIMENT, calibration, comparisons, dequantise,
                                          grad_energy, reading)
 from vaebook.lab.page import get_experiment

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from vaebook import lab
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments.nll import EXPERIMENT as NLL
 from vaebook.experiments.nll import claims
 from vaebook.lab import ParameterError

@@ -266,10 +266,10 @@ def test_cpu_preset_validates_and_fits_its_budget():
     steps = min(60_000 // 64, 600)
     assert len(units) * (steps * 0.225 + 20) / 3600 <= 2.3
     # the clean reference is the Section-6 cpu Iso-I (same zoo key: model, data, train settings, seed)
-    from vaebook.experiments import _scale6
+    from vaebook.experiments import _section6
 
     clean = next(u for u in units if u.id == nv.CLEAN_UNIT).jobs[0]
-    g = _scale6.job("mle-iso-i", "mnist", {"preset": "cpu", "seed": 0, "epochs": None, "n_train": None})
+    g = _section6.job("mle-iso-i", "mnist", {"preset": "cpu", "seed": 0, "epochs": None, "n_train": None})
     assert (clean.train_dict, clean.seed, dict(clean.variant), clean.builder_kwargs()) == (
         g.train_dict, g.seed, dict(g.variant), g.builder_kwargs())
 

@@ -12,7 +12,7 @@ import torch
 
 from vaebook.experiments import _nll_claims as NC
 from vaebook.experiments import _paired6 as P
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab.compare import VERDICTS, compare, verdict
 from vaebook.lab.experiment import training_summary
 from vaebook.lab.status import CLAIM_STATUSES, objective_contradiction

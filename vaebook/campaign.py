@@ -345,7 +345,7 @@ def _cost_noise_variance(e: Estimator, exp, u, ctx) -> list:
 
 
 def _s6(e: Estimator, ctx, u):
-    from vaebook.experiments import _scale6 as scale
+    from vaebook.experiments import _section6 as scale
 
     job = u.jobs[0]
     data = scale.load(ctx, u.meta["dataset"])

@@ -29,7 +29,7 @@ from typing import Optional
 
 import pandas as pd
 
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab.display import fmt
 from vaebook.lab.status import claim, noisy_flags_status, not_run
 

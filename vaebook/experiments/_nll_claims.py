@@ -12,7 +12,7 @@ only when the interval excludes zero.
 
 The constant of the cell rule: every Gaussian NLL contains D/2·ln 2π (720.4 nats on MNIST); a match within 10 % of
 the σx² = 1 row's 736.6 would be met by the constant alone, so the cell tolerance is read on the values minus it
-(:func:`gaussian_constant`, used by ``_scale6.judge(offset=...)``).
+(:func:`gaussian_constant`, used by ``_section6.judge(offset=...)``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vaebook.data import dataset_spec
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab.display import fmt
 from vaebook.lab.status import noisy_flags_status
 from vaebook.metrics.fid_spread import se_difference

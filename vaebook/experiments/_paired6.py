@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab.display import fmt
 from vaebook.data import dataset_spec
 from vaebook.lab.status import noisy_flags_status, noisy_tally_status

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments.generation import METRIC_LABELS, Generation
 from vaebook.lab.compare import verdict_line
 from vaebook.lab.display import fmt
+from vaebook.lab.status import claim, flags_status, not_run, tally_status
 
 DATASET = "celebahq128"
 EX_POST = ("fid_2nd_vae", "fid_gmm10", "fid_gmm100")
@@ -52,9 +54,6 @@ class CelebAHQ(Generation):
     def claims(self, res) -> list:
         """Table 6's claims, read over the models we ran: the ex-post tally per model against the paper's, and the
         best row per ex-post column. Stand-in images (no CelebA-HQ) are not a result."""
-        from vaebook.experiments import _scale6 as scale
-        from vaebook.lab.status import claim, flags_status, not_run, tally_status
-
         if res is None or res.tables.get(self.table) is None:
             return not_run([(c, self.SECTION) for c in self.CLAIMS])
         st = res.metrics.get("settings", {}).get(DATASET, {})

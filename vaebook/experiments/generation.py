@@ -5,7 +5,7 @@ Per model row: the MSE E‖x − μθ(μφ(x))‖² on the test images (per imag
 (Eq. 12) of images decoded from latents drawn from the prior, a second-stage VAE, or a GMM with 10 / 100
 components fitted to the training codes (the paper has no GMM-100 column for MNIST), and the learned
 Iso-I σ̂x² the paper quotes (0.0037 MNIST, 0.0040 CelebA). Units are (dataset, model) pairs; the models
-come from :func:`vaebook.experiments._scale6.job`, shared with Tables 5 and 7. :class:`Generation` is
+come from :func:`vaebook.experiments._section6.job`, shared with Tables 5 and 7. :class:`Generation` is
 also Table 6 (CelebA-HQ, :mod:`vaebook.experiments.celebahq`).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from vaebook.experiments import _datasets6 as ds
 from vaebook.experiments import _paired6 as paired
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, spearman, verdict, verdict_counts, verdict_line
 from vaebook.lab.display import fmt

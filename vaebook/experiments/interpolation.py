@@ -4,7 +4,7 @@ Random pairs of test images are encoded (encoder means), their codes interpolate
 as in RAE [22]) at ratio 0.5 ("mid-point") or U[0, 1] per pair ("random-point"), decoded, and the FID of
 the decoded images against the test images' statistics is reported. The paper uses 10,000 pairs; which
 split they come from is not stated (we use the test images). Units are (dataset, model) pairs; the
-models are Table 4's (:func:`vaebook.experiments._scale6.job`: one cache for both pages).
+models are Table 4's (:func:`vaebook.experiments._section6.job`: one cache for both pages).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from vaebook.experiments import _paired6 as paired
 from vaebook.experiments import _datasets6 as ds
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
 from vaebook.lab.display import fmt

@@ -6,7 +6,7 @@ decoder is pushed less to fit them: a low-rank Σx may reach a higher likelihood
 *smoother* (more of the residual is explained as correlated noise instead of being fitted). Both halves are read
 from the numbers, per rank, against each baseline; no outcome is fixed in the text.
 
-Per model (one :class:`~vaebook.lab.Unit`; the models are :func:`vaebook.experiments._scale6.job` zoo entries,
+Per model (one :class:`~vaebook.lab.Unit`; the models are :func:`vaebook.experiments._section6.job` zoo entries,
 the same ones Table 4 trains for Iso-I and Diag-I):
 
 * ``mse``: E‖x − μθ(μφ(x))‖² per test image (Table 4's MSE);
@@ -36,7 +36,7 @@ import math
 import pandas as pd
 import torch
 
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.experiments._lowrank_claims import (CLAIMS, SECTION, apply_guard, guard, guarded, reading, rules,
                                                  total_variance)
 from vaebook.experiments._lowrank_display import eigen_figure, samples_figure, spectrum_figure

@@ -20,7 +20,7 @@ with 1,000 images a pixel that is black in all of them gets σx² = ε and a tes
 millions of nats, which made the per-image standard error of Diag-D's bound ≈ 670 nats); for every other row the
 evaluation Σx already does not depend on x, so ``nll_valid`` is ``nll`` itself (not recomputed).
 
-Units are (dataset, model) pairs; the models are Table 4's (:func:`vaebook.experiments._scale6.job`:
+Units are (dataset, model) pairs; the models are Table 4's (:func:`vaebook.experiments._section6.job`:
 one cache for all Section-6 pages). A model without a likelihood p(x|z) (AE, WAE, RAE) has no bound.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pandas as pd
 
 from vaebook.experiments import _nll_claims as nc
 from vaebook.experiments import _datasets6 as ds
-from vaebook.experiments import _scale6 as scale
+from vaebook.experiments import _section6 as scale
 from vaebook.lab import ParameterError, ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
