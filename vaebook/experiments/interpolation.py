@@ -13,12 +13,17 @@ import math
 import pandas as pd
 import torch
 
+from vaebook._util import model_device
 from vaebook.experiments import _paired6 as paired
 from vaebook.experiments import _datasets6 as ds
 from vaebook.experiments import _section6 as scale
+from vaebook.experiments._generation_page import floor_sentences
 from vaebook.lab import ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
-from vaebook.lab.display import fmt
+from vaebook.lab.display import fmt, grid_figure
+from vaebook.lab.paper import long_rows
+from vaebook.lab.status import claim, flags_status, noisy_flags_status, not_run
+from vaebook.metrics.interpolation import interpolation_fid
 
 TABLE = "table5"
 DATASETS = ("mnist", "celeba64")
@@ -34,7 +39,6 @@ METRIC_ORDER = tuple(m for c in RATIOS for m in (c, c.replace("fid_", "kid_", 1)
 class Interpolation(scale.Section6Experiment):
     table = TABLE
     """Table 5: interpolation FIDs per model row, and Figure J.9."""
-
     name = "interpolation"
     title = "Latent interpolation (Table 5)"
     presets = scale.experiment_presets(["n_train", "n_test", "fid_samples", "fid_dims", "eval_batch", "models"],
@@ -54,24 +58,16 @@ class Interpolation(scale.Section6Experiment):
                  "GPU, our estimate); the 2 × 10,000-pair FIDs of the 28 models then take well under an hour.")
 
     def paper_frame(self) -> pd.DataFrame:
-        from vaebook.lab.paper import long_rows
 
         columns = {PREFIX[d] + m: (d, m) for d in DATASETS for m in RATIOS}
         return long_rows(TABLE, scale.paper_row_key, columns, extra=scale.paper_extra)
 
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: mid-point and random-point interpolation FIDs, and the strips of Figure J.9."""
-
-        from vaebook.metrics._util import model_device
-        from vaebook.metrics.interpolation import interpolation_fid
-
-        p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
-        tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
-        base = {"row": m, "dataset": d, **scale.row_info(m)}
-        out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
-        reason = scale.untrained_reason(ctx, tm, data, out)
-        if reason:
-            return {**out, "rows": scale.failed_rows(base, list(METRIC_ORDER), reason), "reason": reason}
+        s = self.eval_setup(unit, ctx)
+        if s.reason:
+            return s.failed(METRIC_ORDER)
+        p, d, tm, data, base, out = s.p, s.dataset, s.tm, s.data, s.base, s.out
         model, dev = tm.model.eval(), model_device(tm.model)
         n_pairs, dims = ds.required(p, "fid_samples", d), int(p["fid_dims"])
         note = "; ".join(x for x in (scale.fid_note(n_pairs, dims), scale.data_note(data)) if x)
@@ -94,7 +90,6 @@ class Interpolation(scale.Section6Experiment):
         return {**out, "rows": rows, "strip": torch.cat(strips) if strips else None}
 
     def report(self, ctx, results: dict, run) -> None:
-        from vaebook.lab.display import grid_figure
 
         p = ctx.p
         ours, paper = rows_frame(results), self.paper_frame()
@@ -144,8 +139,6 @@ class Interpolation(scale.Section6Experiment):
     def claims(self, res, within: float = 0.10) -> list:
         """Table 5's ordering: on MNIST the lowest FID of each column is MLE Diag-D's; on CelebA the best MLE row
         is within ``within`` of the best row. Read over the rows we ran (the paper's best among the same rows)."""
-        from vaebook.lab.status import claim, flags_status, noisy_flags_status, not_run
-
         if res is None or res.tables.get(TABLE) is None:
             return not_run([(c, self.SECTION) for c in self.CLAIMS])
         t = res.tables[TABLE]
@@ -204,7 +197,6 @@ class Interpolation(scale.Section6Experiment):
                             f"rows run, paper {scale.display(pb) if pb else '–'} of all its rows")
         if best:
             out.append("\n\n**Best mid-point FID.** " + "; ".join(best) + ".")
-        from vaebook.experiments.generation import floor_sentences
 
         out += floor_sentences(st, ran)
         return out
@@ -234,8 +226,6 @@ class Interpolation(scale.Section6Experiment):
 @torch.no_grad()
 def interpolation_strip(model, x1: torch.Tensor, x2: torch.Tensor, steps: int) -> torch.Tensor:
     """``steps`` decoded slerp points from the code of ``x1`` (t = 0) to that of ``x2`` (t = 1)."""
-    from vaebook.metrics._util import model_device
-
     dev = model_device(model)
     model.eval()
     t = torch.linspace(0.0, 1.0, steps)

@@ -35,6 +35,9 @@ from vaebook.experiments import _section6 as scale
 from vaebook.lab import ParameterError, ParamSpec, Unit, rows_frame
 from vaebook.lab.compare import compare, verdict_counts, verdict_line
 from vaebook.lab.display import fmt
+from vaebook.lab.paper import long_rows
+from vaebook.lab.status import claim, not_run
+from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
 
 TABLE = "table7"
 DATASETS = ("mnist", "celeba64", "celebahq128")
@@ -63,7 +66,6 @@ METRICS = tuple(METRIC_LABELS)
 class NLL(scale.Section6Experiment):
     table = TABLE
     """Table 7: the IWAE bound per (dataset, model)."""
-
     name = "nll"
     title = "Negative log-likelihood (Table 7)"
     presets = scale.experiment_presets(["n_train", "n_test", "iwae_k", "models"],
@@ -85,7 +87,6 @@ class NLL(scale.Section6Experiment):
                  "per test image: a few more GPU-hours.")
 
     def paper_frame(self) -> pd.DataFrame:
-        from vaebook.lab.paper import long_rows
 
         return long_rows(TABLE, _row_key, {"nll_upper_bound_nats": ("", "nll")},
                          extra=lambda r: {"dataset": TABLE7_DATASET[r["dataset"]], "printed": r["printed"],
@@ -93,7 +94,6 @@ class NLL(scale.Section6Experiment):
 
     def plan(self, ctx) -> list:
         """One unit per (dataset, model row); requested models must define p(x|z)."""
-
         units = super().plan(ctx)
         if isinstance(ctx.p["models"], list):
             seen = {}
@@ -109,15 +109,10 @@ class NLL(scale.Section6Experiment):
 
     def evaluate(self, unit: Unit, ctx) -> dict:
         """One model: the IWAE bound (and the ELBO) on the test images."""
-        from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
-
-        p, d, m = ctx.p, unit.meta["dataset"], unit.meta["model"]
-        tm, data = ctx.model(unit.jobs[0]), scale.load(ctx, d)
-        base = {"row": m, "dataset": d, **scale.row_info(m)}
-        out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
-        reason = scale.untrained_reason(ctx, tm, data, out)
-        if reason:
-            return {**out, "rows": scale.failed_rows(base, list(METRICS), reason), "reason": reason}
+        s = self.eval_setup(unit, ctx)
+        if s.reason:
+            return s.failed(METRICS)
+        p, d, m, tm, data, base, out = s.p, s.dataset, s.model, s.tm, s.data, s.base, s.out
         k = int(p["iwae_k"])
         k_chunk = max(1, min(k, int(p["k_chunk"]), DECODE_BUDGET.get(d, 200)))
         model, budget = tm.model.eval(), DECODE_BUDGET.get(d, 200)
@@ -192,8 +187,6 @@ class NLL(scale.Section6Experiment):
         """Table 7's two orderings on each dataset we ran, read on the valid bound with paired 95 % intervals
         (:mod:`vaebook.experiments._nll_claims`); the paper-protocol reading and the paper's own follow in the
         evidence."""
-        from vaebook.lab.status import claim, not_run
-
         if res is None or res.tables.get(TABLE) is None:
             return not_run([(c, self.SECTION) for c in self.CLAIMS])
         t, m = res.tables[TABLE], res.metrics

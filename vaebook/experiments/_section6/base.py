@@ -1,15 +1,41 @@
 """The base class of the Section-6 experiments (Tables 4–7)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Sequence
+
 import pandas as pd
 
 from vaebook.experiments import _datasets6 as ds
 from vaebook.experiments._section6.cost import gpu_notice
-from vaebook.experiments._section6.jobs import units
+from vaebook.experiments._section6.jobs import failed_rows, load, units, untrained_reason
 from vaebook.experiments._section6.prose import training_line
-from vaebook.experiments._section6.rows import check_models
+from vaebook.experiments._section6.rows import check_models, row_info
 from vaebook.lab.compare import verdict_line
-from vaebook.lab.experiment import Experiment
+from vaebook.lab.experiment import Experiment, Unit
+from vaebook.lab.zoo import Job, TrainedModel
+
+
+@dataclass
+class EvalSetup:
+    """What every Section-6 evaluation opens with (:meth:`Section6Experiment.eval_setup`): the run's parameters,
+    the unit's dataset and model row, its job and trained model, the run's images of the dataset, the row's base
+    cells (``row``, ``dataset``, ``model``, ``group``), the unit's result so far (``out``) and why the model is not
+    scored (``reason``; "" when it is)."""
+
+    p: dict
+    dataset: str
+    model: str
+    job: Job
+    tm: TrainedModel
+    data: Any
+    base: dict
+    out: dict
+    reason: str
+
+    def failed(self, metrics: Sequence[str]) -> dict:
+        """The unit's result when its model did not train: every cell of ``metrics`` failed with the reason."""
+        return {**self.out, "rows": failed_rows(self.base, list(metrics), self.reason), "reason": self.reason}
 
 
 class Section6Experiment(Experiment):
@@ -73,10 +99,20 @@ class Section6Experiment(Experiment):
         ds.fill_sizes(p, self.name)
         check_models(p)
 
+    def eval_setup(self, unit: Unit, ctx) -> EvalSetup:
+        """The shared opening of a Section-6 ``evaluate``: the unit's trained model (from the zoo) and the run's
+        images of its dataset, the row's base cells, and whether the model trained
+        (:func:`~vaebook.experiments._section6.jobs.untrained_reason`, which may add ``recon_var`` to ``out``)."""
+        d, m, job = unit.meta["dataset"], unit.meta["model"], unit.jobs[0]
+        tm, data = ctx.model(job), load(ctx, d)
+        out = {"dataset": d, "model": m, "from_cache": tm.from_cache}
+        reason = untrained_reason(ctx, tm, data, out)
+        return EvalSetup(ctx.p, d, m, job, tm, data, {"row": m, "dataset": d, **row_info(m)}, out, reason)
+
     def plan(self, ctx) -> list:
         """One unit per (dataset, model row); a missing dataset stops here, before anything is written."""
         return units(ctx, self.paper_frame())
 
 
 
-__all__ = ["Section6Experiment"]
+__all__ = ["EvalSetup", "Section6Experiment"]
