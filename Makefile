@@ -17,7 +17,7 @@ DEVICE ?= auto
 SITE ?= _build/html
 CHROMIUM_PKG ?= chromium-headless-shell
 
-.PHONY: venv test test-lib test-notebooks book reproduce benchmark campaign clean site-check chromium
+.PHONY: venv test test-lib test-notebooks book reproduce benchmark campaign clean site-check chromium page
 
 venv: $(STAMP)
 
@@ -62,6 +62,13 @@ chromium:
 	{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(CHROMIUM_PKG); } \
 	    >/dev/null || { echo "could not install $(CHROMIUM_PKG): install it, or set CHROMIUM=/path/to/chromium" >&2; \
 	    exit 1; }
+
+# One page at a time (vaebook/lab/one_page.py): run experiment NAME at PRESET (default here: smoke), execute its
+# notebook, build the book into _build/page-NAME/site and check only that page, e.g. `make page NAME=lowrank`.
+page: $(STAMP) chromium
+	@test -n "$(NAME)" || { echo "usage: make page NAME=<experiment> [PRESET=smoke] [DEVICE=auto]" >&2; exit 2; }
+	$(BIN)/python -m vaebook.lab.one_page $(NAME) \
+	    --preset $(if $(filter command line environment,$(origin PRESET)),$(PRESET),smoke) --device $(DEVICE)
 
 # The site from committed results: notebooks run in report mode (no training).
 book: $(STAMP)
