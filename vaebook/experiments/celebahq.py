@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 
+from vaebook.data.celebahq import celebahq_dir
+from vaebook.data.images import list_images
 from vaebook.experiments import _section6 as scale
 from vaebook.experiments.generation import METRIC_LABELS, Generation
 from vaebook.lab.compare import verdict_line
 from vaebook.lab.display import fmt
+from vaebook.lab.results import repo_relative
 from vaebook.lab.status import claim, flags_status, not_run, tally_status
 
 DATASET = "celebahq128"
@@ -99,10 +102,6 @@ class CelebAHQ(Generation):
 
     def data_status(self, data_root=None) -> str:
         """Where the CelebA-HQ images are expected and how many are there."""
-        from vaebook.data.celebahq import celebahq_dir
-        from vaebook.data.images import list_images
-        from vaebook.lab.results import repo_relative
-
         folder = celebahq_dir(data_root)
         where = repo_relative(folder)  # no path of the machine that built the page
         return f"{len(list_images(folder))} image(s) in {where!r}" if folder.is_dir() else f"no folder {where!r}"

@@ -20,6 +20,7 @@ import re
 from typing import Iterable, Iterator, Optional
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from vaebook._util import ImagesLike, encode_means, eval_mode, model_device, model_dtype
 
@@ -116,8 +117,6 @@ def source_skip_reason(model, source: str, n_codes: int) -> str:
 
 def _few_threads(n_values: int):
     """One BLAS/OpenMP thread for small scikit-learn fits (their thread pools spin badly on a busy CPU)."""
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(1) if n_values <= 2_000_000 else contextlib.nullcontext()
 
 
