@@ -28,7 +28,9 @@ import math
 from typing import Optional
 
 import pandas as pd
+import torch
 
+from vaebook.data.mnist import load_mnist
 from vaebook.experiments import _section6 as scale
 from vaebook.lab.display import fmt
 from vaebook.lab.status import claim, noisy_flags_status, not_run
@@ -46,8 +48,6 @@ DNT = "did not train"
 def total_variance(x) -> float:
     """tr C of images ``N×C×H×W`` (uint8, or float in [0, 1]): Σ over pixels of the variance across the images, in
     float64: the MSE of their mean image, the best constant output."""
-    import torch
-
     x = torch.as_tensor(x)
     uint8 = x.dtype == torch.uint8
     x = x.reshape(x.shape[0], -1).double()
@@ -64,8 +64,6 @@ def trace_c(res) -> tuple:
     if not n or st.get("generated"):
         return None, "tr C not recorded and the run's test images are unknown"
     try:
-        from vaebook.data.mnist import load_mnist
-
         x, _ = load_mnist("test", None, download=False)
     except Exception as e:  # noqa: BLE001 - the data are not installed here: the guard cannot be read
         return None, f"tr C not recorded and MNIST is not installed here ({type(e).__name__})"

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from vaebook.experiments import _section6 as scale
+from vaebook.lab.compare import spearman
 from vaebook.lab.display import fmt
 from vaebook.data import dataset_spec
 from vaebook.lab.status import noisy_flags_status, noisy_tally_status
@@ -241,8 +242,6 @@ def rank_agreement(t: pd.DataFrame, datasets, metrics: Optional[dict] = None, mi
     """(status, evidence): Spearman's ρ between our values and the paper's over the rows of each column. A column
     agrees ("yes") when ρ ≥ ``min_rho`` and the 2.5th percentile of ρ over the bootstrap replicates is above 0;
     "tie" when ρ ≥ ``min_rho`` but that percentile is not (or no replicates were recorded); else "no"."""
-    from vaebook.lab.compare import spearman
-
     columns, labels = list(columns or FID_SOURCES), labels or {}
     flags, parts = [], []
     for d in datasets:

@@ -36,12 +36,18 @@ import math
 import pandas as pd
 import torch
 
+from vaebook._util import encode_means, eval_mode, iter_batches, model_device
 from vaebook.experiments import _section6 as scale
 from vaebook.experiments._lowrank_claims import (CLAIMS, SECTION, apply_guard, guard, guarded, reading, rules,
                                                  total_variance)
+from vaebook.experiments._lowrank_claims import claims as read_claims
 from vaebook.experiments._lowrank_display import eigen_figure, samples_figure, spectrum_figure
 from vaebook.lab import Experiment, ParamSpec, Unit, rows_frame
+from vaebook.lab.compare import compare, verdict_counts
 from vaebook.lab.display import fmt
+from vaebook.metrics.fid import fid_kid
+from vaebook.metrics.nll import iwae_nll
+from vaebook.posterior import fit_sampler, generate_images, keep_first, source_skip_reason
 
 DATASET = "mnist"
 TABLE = "table_lowrank"
@@ -106,11 +112,6 @@ class LowRank(Experiment):
                 for m in dict.fromkeys(ctx.p["models"])]
 
     def evaluate(self, unit: Unit, ctx) -> dict:
-        from vaebook.metrics._util import encode_means, model_device
-        from vaebook.metrics.fid import fid_kid
-        from vaebook.metrics.nll import iwae_nll
-        from vaebook.posterior import fit_sampler, generate_images, keep_first, source_skip_reason
-
         p, m = ctx.p, unit.meta["model"]
         job, tm, data = unit.jobs[0], ctx.model(unit.jobs[0]), scale.load(ctx, DATASET)
         base = {"row": m, "dataset": DATASET, **scale.row_info(m)}
@@ -166,8 +167,6 @@ class LowRank(Experiment):
         return out
 
     def report(self, ctx, results: dict, run) -> None:
-        from vaebook.lab.compare import compare, verdict_counts
-
         ours = rows_frame(results)
         order = [m for m in ctx.p["models"]]
         table = compare(ours, pd.DataFrame(), lambda c, t: ("ours only", ""), order)
@@ -218,9 +217,7 @@ class LowRank(Experiment):
 
     def claims(self, res) -> list:
         """The hypothesis as claims (:func:`~vaebook.experiments._lowrank_claims.claims`), section :data:`SECTION`."""
-        from vaebook.experiments._lowrank_claims import claims
-
-        return claims(res, SE_BAND)
+        return read_claims(res, SE_BAND)
 
     def summary(self, res) -> dict:
         """Strings for the page's prose (glue); 'n/a' where a result lacks a value, 'no results yet' without results."""
@@ -281,8 +278,6 @@ def grad_energy(x: torch.Tensor) -> torch.Tensor:
 def recon_stats(model, images: torch.Tensor, batch_size: int) -> dict:
     """Per test image: ``mse`` ‖x − μθ(μφ(x))‖², ``grad`` the reconstruction's gradient energy, ``grad_data`` the
     image's own (float64, CPU)."""
-    from vaebook.metrics._util import eval_mode, iter_batches, model_device
-
     dev, out = model_device(model), {"mse": [], "grad": [], "grad_data": []}
     with eval_mode(model):
         for x in iter_batches(images, batch_size):
@@ -314,8 +309,6 @@ def lag1(w: torch.Tensor) -> tuple[float, float, float]:
 def calibration(model, images: torch.Tensor, batch_size: int, seed: int) -> dict:
     """``white_var`` E w², ``white_lag1`` and ``raw_lag1`` (uncentred lag-1 correlation along rows) of the whitened
     and raw residuals x − μθ(z), one z ~ q(z|x) per image (noise from ``seed``)."""
-    from vaebook.metrics._util import eval_mode, iter_batches, model_device
-
     dev, g = model_device(model), torch.Generator().manual_seed(int(seed) + 1)
     s2 = n = 0.0
     lw, lr = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
