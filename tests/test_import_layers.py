@@ -1,6 +1,6 @@
 """Imports at module level with no hidden cycles: every module of the package imports on its own (a fresh set of
 vaebook modules each time, so a cycle that only an import order exposes fails here), and the lower layers never
-import the higher ones (posterior → metrics: the arrow that used to hide the metrics.fid → posterior cycle)."""
+import the higher ones (models → metrics, posterior → metrics: the arrows that used to hide a cycle)."""
 from __future__ import annotations
 
 import ast
@@ -14,12 +14,12 @@ PKG = Path(vaebook.__file__).resolve().parent
 
 #: package → the vaebook packages it must not import (anywhere in its code, module level or in a function)
 FORBIDDEN = {
-    "models": ("vaebook.posterior", "vaebook.experiments", "vaebook.lab"),  # + metrics: branch science-only-models-arrow
+    "models": ("vaebook.metrics", "vaebook.posterior", "vaebook.experiments", "vaebook.lab"),
     "nets": ("vaebook.metrics", "vaebook.posterior", "vaebook.experiments", "vaebook.lab", "vaebook.models"),
     "variance": ("vaebook.metrics", "vaebook.posterior", "vaebook.experiments", "vaebook.lab"),
     "posterior": ("vaebook.metrics", "vaebook.experiments", "vaebook.lab"),
 }
-LOW = ("_util.py",)  # below metrics, posterior and models: they import no other vaebook module
+LOW = ("_util.py", "latent.py")  # below metrics, posterior and models: they import no other vaebook module
 
 
 def _imports(path: Path) -> set:
@@ -69,6 +69,6 @@ def test_every_module_imports_alone():
 
 
 def test_the_fid_posterior_cycle_is_gone():
-    for mod in ("vaebook.metrics.fid", "vaebook.posterior", "vaebook._util"):
+    for mod in ("vaebook.metrics.fid", "vaebook.posterior", "vaebook.models.baselines.rae"):
         r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]

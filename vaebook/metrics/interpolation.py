@@ -10,40 +10,9 @@ from typing import Iterator, Optional, Union
 
 import torch
 
-from ._util import ImagesLike, as_tensor, eval_mode, model_device, model_dtype, resolve_generator, to_float_images
-
-
-def slerp(z1: torch.Tensor, z2: torch.Tensor, ratio: Union[float, torch.Tensor] = 0.5, eps: float = 1e-7) -> torch.Tensor:
-    """Spherical interpolation between the rows of ``z1`` and ``z2`` (``B×d`` or ``d``).
-
-    slerp(z1, z2; t) = sin((1−t)ω)/sin ω · z1 + sin(tω)/sin ω · z2, with ω the angle between
-    z1 and z2. ``ratio`` is a scalar or one value per row (``B`` or ``B×1``). For (nearly)
-    parallel or anti-parallel rows (sin ω < ``eps``) the formula is ill-conditioned and linear
-    interpolation is used instead. t = 0 gives z1, t = 1 gives z2; for equal-norm inputs the
-    output keeps that norm and its angle to z1 is t·ω.
-    """
-    if z1.shape != z2.shape:
-        raise ValueError(f"slerp: z1 {tuple(z1.shape)} and z2 {tuple(z2.shape)} must have the same shape")
-    squeeze = z1.dim() == 1
-    if squeeze:
-        z1, z2 = z1.unsqueeze(0), z2.unsqueeze(0)
-    t = torch.as_tensor(ratio, dtype=z1.dtype, device=z1.device)
-    if t.dim() == 0:
-        t = t.expand(z1.shape[0])
-    t = t.reshape(-1, 1)
-    if t.shape[0] != z1.shape[0]:
-        raise ValueError(f"slerp: got {t.shape[0]} ratios for {z1.shape[0]} rows")
-    n1 = z1.norm(dim=-1, keepdim=True)
-    n2 = z2.norm(dim=-1, keepdim=True)
-    cos = ((z1 * z2).sum(-1, keepdim=True) / (n1 * n2).clamp_min(torch.finfo(z1.dtype).tiny)).clamp(-1.0, 1.0)
-    omega = torch.arccos(cos)
-    so = torch.sin(omega)
-    ok = so > eps
-    safe = torch.where(ok, so, torch.ones_like(so))
-    w1 = torch.where(ok, torch.sin((1.0 - t) * omega) / safe, 1.0 - t)
-    w2 = torch.where(ok, torch.sin(t * omega) / safe, t)
-    out = w1 * z1 + w2 * z2
-    return out.squeeze(0) if squeeze else out
+from vaebook._util import (ImagesLike, as_tensor, eval_mode, model_device, model_dtype, resolve_generator,
+                           to_float_images)
+from vaebook.latent import slerp
 
 
 def random_pairs(n_images: int, n_pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,13 +17,13 @@ Both run the model in eval mode (BatchNorm with running statistics, as ``vmap`` 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Iterable, Optional
 
 import torch
-from torch.func import jvp, vmap
 
-from ._util import ImagesLike, encode_means, eval_mode, flat_sum, iter_batches, model_device, model_dtype, resolve_generator
+from vaebook._util import (ImagesLike, encode_means, eval_mode, flat_sum, iter_batches, model_device, model_dtype,
+                           resolve_generator)
+from vaebook.latent import jacobian_sq_frobenius
 
 
 @torch.no_grad()
@@ -69,37 +69,6 @@ def expected_gap(
         "n": v.numel(),
         "d_z": d_z,
     }
-
-
-def jacobian_sq_frobenius(f, z: torch.Tensor, directions="exact", generator: Optional[torch.Generator] = None,
-                          max_items: Optional[int] = None) -> torch.Tensor:
-    """‖∂f(z)_b/∂z_b‖²_F for every row ``z_b`` of ``z`` → ``B``, for a row-wise ``f`` (``B×d_z → B×…``).
-
-    ``"exact"``: the sum over the d_z basis directions of ‖J e_k‖² (forward-mode JVPs, vmapped) — Eq. (6)'s
-    integrand (ELS) and the RAE gradient penalty; an int n: the unbiased estimate (1/n) Σ_p ‖J v_p‖², v_p ~ N(0, I).
-    Differentiable (reverse-over-forward). ``max_items`` bounds the (rows × directions) evaluated at once
-    (rows are then taken in chunks, directions vmapped in chunks).
-    """
-    b, d_z = z.shape
-    if directions == "exact":
-        tangents, scale = torch.eye(d_z, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d_z, b, d_z), 1.0
-    else:
-        n = int(directions) if not isinstance(directions, bool) else 0
-        if n < 1:
-            raise ValueError(f"directions must be 'exact' or a positive int, got {directions!r}")
-        tangents, scale = torch.randn((n, b, d_z), generator=generator, dtype=z.dtype, device=z.device), 1.0 / n
-    p = tangents.shape[0]
-    rows = b if max_items is None else max(1, int(max_items) // p)
-    chunk = None if max_items is None else max(1, min(p, int(max_items)))
-    out = []
-    with warnings.catch_warnings():
-        # torch's own forward-AD decompositions still call torch.jit.script on first use
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning)
-        for i in range(0, b, rows):
-            zc, tc = z[i:i + rows], tangents[:, i:i + rows]
-            jv = vmap(lambda t: jvp(f, (zc,), (t,))[1], chunk_size=chunk)(tc)  # P×rows×…
-            out.append(jv.pow(2).flatten(2).sum(-1).sum(0) * scale)
-    return torch.cat(out)
 
 
 def expected_local_smoothness(

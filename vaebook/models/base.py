@@ -20,6 +20,7 @@ from torch import nn
 
 from vaebook.checks import check_build_model
 from vaebook.data.registry import DATASETS, dataset_spec
+from vaebook.latent import slerp
 from vaebook.nets import ARCHITECTURES
 
 
@@ -234,8 +235,6 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, ratio: torch.Tensor | float = 0.5) -> torch.Tensor:
         """Decode the spherical interpolation (Section 6.2) between the encodings of ``x1`` and ``x2``."""
-        from vaebook.metrics.interpolation import slerp
-
         z1, z2 = self.encode(x1).mean, self.encode(x2).mean
         return self.decode(slerp(z1, z2, ratio))
 

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from vaebook.latent import jacobian_sq_frobenius
 from vaebook.models.base import LossOutput, register_model
-from vaebook.metrics.smoothness import jacobian_sq_frobenius
 from vaebook.models.baselines._common import DeterministicAutoencoder, per_image_sq_error
 
 REGULARISERS = (None, "l2", "gp", "sn")
@@ -135,7 +135,7 @@ class RAE(DeterministicAutoencoder):
         """(mean over examples of ‖∇_z μθ(z)‖²_F, decoded mean image of the whole batch)."""
         mu, f = frozen_bn_forward(self.decoder, z)
         zs = z if self.gp_examples is None else z[: int(self.gp_examples)]
-        gp = jacobian_sq_frobenius(f, zs, self.gp_directions, generator)  # Eq. (6) integrand, vaebook.metrics
+        gp = jacobian_sq_frobenius(f, zs, self.gp_directions, generator)  # Eq. (6) integrand, vaebook.latent
         return gp.mean(), mu
 
     def loss(self, x, generator=None):
