@@ -367,7 +367,7 @@ def _reference_costs(e: Estimator, exp, d: str, n_test: int, n_floor: int, dims:
 def _cost_generation(e: Estimator, exp, u, ctx) -> list:
     import torch
 
-    from vaebook.metrics._util import encode_means
+    from vaebook._util import encode_means
     from vaebook.posterior import SecondStageVAE, source_skip_reason
 
     scale, job, data, m = _s6(e, ctx, u)
@@ -404,7 +404,7 @@ def _cost_generation(e: Estimator, exp, u, ctx) -> list:
 
 def _cost_interpolation(e: Estimator, exp, u, ctx) -> list:
     from vaebook.experiments.interpolation import RATIOS
-    from vaebook.metrics._util import encode_means
+    from vaebook._util import encode_means
 
     scale, job, data, m = _s6(e, ctx, u)
     p, d = ctx.p, u.meta["dataset"]

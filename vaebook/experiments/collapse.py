@@ -249,7 +249,7 @@ def total_variance(x: torch.Tensor) -> float:
 def neg_elbo(model, images, sigma_x2: float, seed: int, batch_size: int = 500) -> float:
     """E_x[‖x − μθ(z)‖²/(2σx²) + KL(q(z|x) ‖ p(z))], one z ~ q(z|x) per image (noise from ``seed``): the training
     objective without its σx²-only constant (d/2)·ln 2πσx², in nats per image."""
-    from vaebook.metrics._util import eval_mode, flat_sum, iter_batches, model_device, model_dtype
+    from vaebook._util import eval_mode, flat_sum, iter_batches, model_device, model_dtype
 
     dev, dt = model_device(model), model_dtype(model)
     g = torch.Generator().manual_seed(int(seed))

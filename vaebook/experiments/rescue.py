@@ -38,13 +38,21 @@ import time
 
 import torch
 
-from vaebook.experiments import _scale6 as scale
+from vaebook._util import eval_mode, iter_batches, model_device
+from vaebook.data import dataset_spec
 from vaebook.experiments import _rescue_claims, _rescue_page
+from vaebook.experiments._section6.fid import fid_batch, reference
+from vaebook.experiments._section6.presets import FID_PARAMS
 from vaebook.experiments._rescue_figures import strips
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.experiments.noise_variance import partition_estimates
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
+from vaebook.lab.params import SEED_MAX, ParameterError
+from vaebook.metrics.fid import fid_features
+from vaebook.metrics.fid_spread import bootstrap_fid_kid
+from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
 from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
+from vaebook.posterior import generate_images, keep_first
 from vaebook.variance.rescue import build_rescue
 
 #: (row id, registered model, rescue spec, label). Iso-I, Diag-I and Iso-D train without a rescue (none needs one).
@@ -105,7 +113,7 @@ class Rescue(Experiment):
                                doc="training steps per model (batch 64)"),
         "iwae_k": ParamSpec("int", min=1, max=5_000, allow_none=True, default=None,
                             doc="importance samples of the NLL bound"),
-        **scale.FID_PARAMS,
+        **FID_PARAMS,
         "fid_bootstrap": ParamSpec("int", min=2, max=2_000, allow_none=True, default=None,
                                    doc="bootstrap replicates of each FID/KID"),
         "train_fit_n": ParamSpec("int", min=2, max=60_000, allow_none=True, default=None,
@@ -120,8 +128,6 @@ class Rescue(Experiment):
     }
 
     def check(self, p: dict) -> None:
-        from vaebook.lab.params import SEED_MAX, ParameterError
-
         if p.get("epochs") is not None:
             raise ParameterError(f"parameter 'epochs' = {p['epochs']} does not apply to 'rescue': every model trains "
                                  f"'max_steps' steps of batch 64 (one pass at most); set max_steps instead.")
@@ -138,8 +144,6 @@ class Rescue(Experiment):
         return [int(p["seed"]) + i for i in range(int(p["seeds"]))]
 
     def train(self, p: dict) -> dict:
-        from vaebook.data import dataset_spec
-
         return {**dataset_spec(DATASET).train, "epochs": 1, "max_steps": int(p["max_steps"])}
 
     def job(self, row: str, p: dict, seed: int, noisy: bool) -> Job:
@@ -207,8 +211,6 @@ class Rescue(Experiment):
 
     def likelihood(self, model, data, p: dict) -> dict:
         """The valid IWAE bound per test image (Σx fixed before the test image is seen)."""
-        from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
-
         k = int(p["iwae_k"])
         k_chunk = max(1, min(k, 50))
         kw = dict(k=k, batch_size=max(1, DECODE_BUDGET // k_chunk), k_chunk=k_chunk, seed=int(p["seed"]))
@@ -223,16 +225,11 @@ class Rescue(Experiment):
 
     def samples(self, model, data, p: dict, seed: int) -> dict:
         """FID/KID of prior samples with paired bootstrap replicates; the first 8 samples for the figure."""
-        from vaebook.metrics._util import model_device
-        from vaebook.metrics.fid import fid_features
-        from vaebook.metrics.fid_spread import bootstrap_fid_kid
-        from vaebook.posterior import generate_images, keep_first
-
         dev, n, dims = model_device(model), int(p["fid_samples"]), int(p["fid_dims"])
-        ref = scale.reference(data, dims, dev)
+        ref = reference(data, dims, dev)
         shown: list = []
         stream = keep_first(generate_images(model, n, "prior", None, seed=seed, batch_size=250), 8, shown)
-        feats = fid_features(stream, scale.fid_batch(dev), dev, dims, max_images=n)
+        feats = fid_features(stream, fid_batch(dev), dev, dims, max_images=n)
         v = bootstrap_fid_kid(feats, ref, int(p["fid_bootstrap"]), int(p["seed"]))
         recon = model.reconstruct(data.test[:8].to(dev)).cpu()
         return {"fid": float(v["fid"]), "kid": float(v["kid"]), "fid_sd": float(v["fid_sd"]),
@@ -280,8 +277,6 @@ def _final(history: list, key: str):
 @torch.no_grad()
 def _mean_output(model, images: torch.Tensor, batch_size: int) -> float:
     """Mean pixel intensity of the reconstructions (≈ 0 for an all-black output)."""
-    from vaebook.metrics._util import eval_mode, iter_batches, model_device
-
     dev, s, n = model_device(model), 0.0, 0
     with eval_mode(model):
         for x in iter_batches(images, batch_size):

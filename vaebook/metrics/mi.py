@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from ._util import ImagesLike, encode_means, iter_batches, resolve_generator
+from vaebook._util import ImagesLike, encode_means, iter_batches, resolve_generator
 
 
 def _log_normal_matrix(z: torch.Tensor, mean: torch.Tensor, prec: torch.Tensor, logdet_term: torch.Tensor) -> torch.Tensor:

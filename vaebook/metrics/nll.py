@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from ._util import ImagesLike, eval_mode, iter_batches, model_device, model_dtype, resolve_generator
+from vaebook._util import ImagesLike, eval_mode, iter_batches, model_device, model_dtype, resolve_generator
 
 
 #: training images :func:`train_fit_sigma2` uses by default (the first ones of the split)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._util import ImagesLike, eval_mode, flat_sum, iter_batches, model_device, model_dtype
+from vaebook._util import ImagesLike, eval_mode, flat_sum, iter_batches, model_device, model_dtype
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from ._util import ImagesLike, encode_means
+from vaebook._util import ImagesLike, encode_means
 
 
 def tsne_latents(model, images: ImagesLike, labels, n_prior: int = 500, seed: int = 0,

@@ -314,7 +314,7 @@ def register_variance(cls: type[DecoderVariance]) -> type[DecoderVariance]:
                          "with '-' for '_' (build_variance looks names up that way). Fix: e.g. name = 'block2x2'.")
     old = VARIANCES.get(name)
     if old is not None and old is not cls:
-        raise ValueError(f"register_variance: Σx name {name!r} is already registered by {old.__module__}."
+        raise ValueError(f"register_variance: Σx name {name!r} registered twice: it is already taken by {old.__module__}."
                          f"{old.__qualname__}; expected a new name for {cls.__module__}.{cls.__qualname__}. "
                          f"Fix: choose another name, or VARIANCES.pop({name!r}) first to replace it on purpose.")
     VARIANCES[name] = cls
