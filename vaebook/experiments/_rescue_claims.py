@@ -163,7 +163,9 @@ def judge(res) -> pd.DataFrame:
         return pd.DataFrame()
     st = (res.metrics or {}).get("settings") or {}
     s2 = float(st.get("noise_s2") or 0.1)
-    rows = list(dict.fromkeys(df.loc[df["kind"] == "mnist", "row"]))
+    ran = list(dict.fromkeys(df.loc[df["kind"] == "mnist", "row"]))
+    order = [r for r in (st.get("rows") or []) if r in ran]
+    rows = order + [r for r in ran if r not in order]  # the run's order (references first)
     out = []
     for row in rows:
         mine = df[(df["kind"] == "mnist") & (df["row"] == row)]
@@ -180,6 +182,7 @@ def judge(res) -> pd.DataFrame:
                     "mse": _mean(mine, "mse"), "mse_sd": _sd(mine, "mse"), "nll": _mean(mine, "nll_valid"),
                     "nll_sd": _sd(mine, "nll_valid"), "fid": _mean(mine, "fid"), "fid_sd": _sd(mine, "fid"),
                     "kid": _mean(mine, "kid"), "train_s": float(mine["train_s"].mean()),
+                    "train_s_min": float(mine["train_s"].min()),
                     "tests": t, "sharp mean": outcome(t["mse"]), "likelihood": nll_o,
                     "noise located": band_outcome(t["noise"]), "prior FID": outcome(t["fid"])})
     return pd.DataFrame(out)
@@ -211,11 +214,14 @@ def criterion_claim(j: pd.DataFrame, crit: str, text: str, why_no: str) -> dict:
     """Status of "some rescue achieves ``crit``": holds when one rescued row reads yes, inconclusive when the best
     is a tie, not shown at this scale when every rescued row reads no (``why_no`` says why it is not stronger)."""
     rescued = j[j["row"].str.startswith("diag-d+")]
-    outs = {r["row"]: r[crit] for _, r in rescued.iterrows() if r[crit] is not None}
+    outs = {r["row"]: r[crit] for _, r in rescued.iterrows() if isinstance(r[crit], str)}
+    none = [f"{r['row']}: no seed is evidence" for _, r in rescued.iterrows()
+            if not isinstance(r[crit], str) and r["evidence"] == 0]
     if not outs:
-        return claim(text, SECTION, "not run", "no rescued Diag-D seed is evidence", page="rescue")
+        return claim(text, SECTION, "not run", "no rescued Diag-D row has this comparison (its seeds or the "
+                     "reference's are not evidence, or the reference or the data were not run)", page="rescue")
     yes = [k for k, v in outs.items() if v == "yes"]
-    ev = "; ".join(f"{k}: {v}" for k, v in outs.items())
+    ev = "; ".join([f"{k}: {v}" for k, v in outs.items()] + none)
     if yes:
         return claim(text, SECTION, "holds", f"yes with {', '.join(yes)} ({ev})", page="rescue")
     if "tie" in outs.values():

@@ -56,7 +56,7 @@ def table(res) -> pd.DataFrame:
             "− Iso-I [95 %] ": _cell(t["fid"], r["prior FID"], ".1f"),
             "KID − Iso-I [95 %]": _cell(t["kid"], None, ".3g"),
             "noise in SU / s_x² [95 %]": _cell(t["noise"], r["noise located"], ".2f"),
-            "train s / model": fmt(r["train_s"], ".0f"),
+            "train s (fastest seed)": fmt(r["train_s_min"], ".0f"),
         })
     return pd.DataFrame(out)
 
@@ -96,7 +96,9 @@ def summary(res) -> dict:
     labels = (res.metrics or {}).get("rows") or {}
     prov = res.provenance or {}
     out["rs_label"] = res.label
-    out["rs_scale"] = scale_text(res) + f"; device: {(prov.get('device') or {}).get('description', 'n/a')}."
+    dev = prov.get("device") or {}
+    out["rs_scale"] = (scale_text(res) + f"; device: {dev.get('device', 'n/a')}, {dev.get('threads', '?')} threads"
+                       + (f", {dev['capability']}" if dev.get("capability") else "") + ", fp32.")
     fates = [f"{label(r['row'], labels)}: " + ", ".join(f"{v} {k}" for k, v in r["fates"].items())
              for _, r in j.iterrows()]
     out["rs_fates"] = "; ".join(fates) + "."
@@ -107,10 +109,10 @@ def summary(res) -> dict:
     out["rs_noise"] = _crit_line(j, "noise located", "noise", labels, ".2f",
                                  "(SU − clean partitions) / s_x², mean over seeds [95 %]")
     out["rs_fid"] = _crit_line(j, "prior FID", "fid", labels, ".1f", "FID − Iso-I's [95 %]")
-    iso = j.loc[j["row"] == "iso-i", "train_s"]
+    iso = j.loc[j["row"] == "iso-i", "train_s_min"]
     base = float(iso.iloc[0]) if len(iso) else math.nan
-    out["rs_cost"] = "; ".join(f"{label(r['row'], labels)} {fmt(r['train_s'], '.0f')} s"
-                               + (f" (×{r['train_s'] / base:.2f})" if math.isfinite(base) and base > 0 else "")
+    out["rs_cost"] = "; ".join(f"{label(r['row'], labels)} {fmt(r['train_s_min'], '.0f')} s"
+                               + (f" (×{r['train_s_min'] / base:.2f})" if math.isfinite(base) and base > 0 else "")
                                for _, r in j.iterrows()) + \
         f". Training in all: {fmt_duration(float(sum(_records_train_s(res))))}."
     keep = [label(r["row"], labels) for _, r in j.iterrows() if r["row"].startswith("diag-d+") and rc.keeps(r)]

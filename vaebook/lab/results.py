@@ -65,7 +65,8 @@ def git_revision(root: Optional[Path] = None) -> dict:
 
 
 def device_description(device: str = "auto") -> dict:
-    """The resolved device: ``{"device": "cpu"|"cuda:0", "name": ..., "threads": ...}``."""
+    """The resolved device: ``{"device": "cpu"|"cuda:0", "name": ..., "threads": ...}`` (and on a CPU its
+    ``capability``, e.g. ``"AVX512"``: machines of this project differ in it, and speed with it)."""
     import torch
 
     from vaebook.train import resolve_device
@@ -78,6 +79,7 @@ def device_description(device: str = "auto") -> dict:
         info["name"] = torch.cuda.get_device_name(idx)
     else:
         info["name"] = platform.processor() or platform.machine() or "cpu"
+        info["capability"] = torch.backends.cpu.get_cpu_capability()  # e.g. AVX2 or AVX512: fp32/bf16 speed differ
     return info
 
 
