@@ -107,6 +107,9 @@ def test_fates():
     assert rc.fate({"fate": "input-dependent", "kind": "mnist", "row": "diag-d+x", "mse": 15.0}, 10.0) == "trained"
     assert rc.fate({"fate": "input-dependent", "kind": "mnist", "row": "diag-d+x", "mse": 60.0}, 10.0,
                    tr_c=52.7) == "worse than constant"
+    # tr C is the clean MNIST test images': a noisy-MNIST model's MSE on noisy images is not held to it
+    assert rc.fate({"fate": "input-dependent", "kind": "noisy", "row": "diag-d+x", "mse": 56.0}, None,
+                   tr_c=52.7) == "trained"
 
 
 def test_sharp_mean_rule_holds_and_fails():

@@ -4,7 +4,7 @@ committed run is judged under the rules of the revision that reads it.
 **Fates.** A model seed is ``black`` when its reconstructions do not depend on the input and their mean intensity is
 below :data:`BLACK_LEVEL`, ``constant`` when they do not depend on the input otherwise, ``failed`` when training
 stopped, ``worse than constant`` when its test MSE is not below tr C of the test images (the MSE of their mean image,
-the best output that ignores its input), ``degraded`` when it trained but its test MSE is more than
+the best output that ignores its input; MNIST rows only, tr C is the clean test images'), ``degraded`` when it trained but its test MSE is more than
 :data:`DEGRADED_RATIO` × Iso-I's at the same seed, else ``trained``. Only ``trained`` and ``degraded`` seeds are
 evidence; a reference (Iso-I, Diag-I) seed that is not evidence removes that seed from every comparison with it.
 
@@ -89,7 +89,7 @@ def fate(r: dict, iso_mse: Optional[float], tr_c: Optional[float] = None) -> str
     if r.get("fate") == "constant":
         return "black" if float(r.get("mean_output", 1.0)) < BLACK_LEVEL else "constant"
     mse = r.get("mse")
-    if tr_c is not None and mse is not None and mse >= tr_c:
+    if r.get("kind") == "mnist" and tr_c is not None and mse is not None and mse >= tr_c:  # tr C of clean test images
         return "worse than constant"
     if r.get("kind") == "mnist" and iso_mse and mse and r.get("row") != "iso-i" and mse > DEGRADED_RATIO * iso_mse:
         return "degraded"

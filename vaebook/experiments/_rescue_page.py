@@ -12,7 +12,7 @@ from vaebook.lab.results import fmt_duration
 
 #: the paper's MNIST training length (App. I.1: 100 epochs of batch 64 on 60,000 images)
 PAPER_STEPS = 100 * math.ceil(60_000 / 64)
-KEYS = ("rs_label", "rs_scale", "rs_fates", "rs_mse", "rs_nll", "rs_noise", "rs_fid", "rs_cost", "rs_verdict")
+KEYS = ("rs_black", "rs_label", "rs_scale", "rs_fates", "rs_mse", "rs_nll", "rs_noise", "rs_fid", "rs_cost", "rs_verdict")
 
 
 def label(row: str, labels: dict) -> str:
@@ -115,6 +115,12 @@ def summary(res) -> dict:
                                + (f" (×{r['train_s_min'] / base:.2f})" if math.isfinite(base) and base > 0 else "")
                                for _, r in j.iterrows()) + \
         f". Training in all: {fmt_duration(float(sum(_records_train_s(res))))}."
+    df = rc.frame(res)
+    black = df[df["fate"] == "black"]
+    names = "; ".join(label(r, labels) for r in dict.fromkeys(black["row"]))
+    out["rs_black"] = ("No seed went black." if black.empty else
+                       f"Not drawn: the rows whose output went black ({names}; mean pixel value at most "
+                       f"{fmt(float(black['mean_output'].max()), '.2g')} on the test images).")
     keep = [label(r["row"], labels) for _, r in j.iterrows() if r["row"].startswith("diag-d+") and rc.keeps(r)]
     out["rs_verdict"] = (f"Kept every promise at every seed: {', '.join(keep)}." if keep else
                          "No rescue kept all four promises at every seed at this scale.")

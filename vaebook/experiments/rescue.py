@@ -43,6 +43,7 @@ from vaebook.data import dataset_spec
 from vaebook.experiments import _rescue_claims, _rescue_page
 from vaebook.experiments._section6.fid import fid_batch, reference
 from vaebook.experiments._section6.presets import FID_PARAMS
+from vaebook.experiments._lowrank_claims import total_variance
 from vaebook.experiments._rescue_figures import strips
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.experiments.noise_variance import partition_estimates
@@ -240,8 +241,12 @@ class Rescue(Experiment):
     def report(self, ctx, results: dict, run) -> None:
         """The per-unit records (the page's rules read them at load) and the image strips."""
         records = {uid: {k: v for k, v in r.items() if k != "images"} for uid, r in results.items()}
-        run.write_metrics({"records": records, "rows": {k: ROWS[k] for k in dict.fromkeys(
-            [r["row"] for r in results.values()])}, "settings": self.settings(ctx)})
+        settings = self.settings(ctx)
+        if not ctx.smoke:  # tr C of the clean test images: the MSE of their mean image (the fates' guard)
+            clean = self.data(ctx, self.job("iso-i", ctx.p, int(ctx.p["seed"]), False))
+            settings["tr_c_test"] = total_variance(clean.test[:int(ctx.p["n_test"])])
+        rows = {k: ROWS[k] for k in dict.fromkeys(r["row"] for r in results.values())}
+        run.write_metrics({"records": records, "rows": rows, "settings": settings})
         imgs = {(r["row"], r["seed"]): r["images"] for r in results.values() if r.get("images")}
         if imgs:
             labels = {r: ROWS[r]["label"] for r in ROWS}
