@@ -126,7 +126,7 @@ def test_register_variance_refuses_a_duplicate_name():
     class Other(IsoI):
         name = "iso-i"
 
-    with pytest.raises(ValueError, match="'iso-i' is already registered.*Fix"):
+    with pytest.raises(ValueError, match="'iso-i' registered twice: it is already taken.*Fix"):
         register_variance(Other)
     assert VARIANCES["iso-i"] is IsoI
     assert register_variance(IsoI) is IsoI  # the same class again is harmless
