@@ -30,7 +30,7 @@ def scale_text(res) -> str:
             f"NLL with k = {st.get('iwae_k')} importance samples; FID/KID from {fmt(st.get('fid_samples'), ',.0f')} "
             f"prior samples ({st.get('fid_dims')}-d features, {st.get('fid_bootstrap')} paired bootstrap replicates); "
             f"noisy MNIST: pattern {st.get('noise_pattern')}, s_x² = {st.get('noise_s2')}, estimates on "
-            f"{fmt(st.get('n_estimate'), ',.0f')} training images")
+            f"{'all' if st.get('n_estimate') is None else fmt(st.get('n_estimate'), ',.0f')} training images")
 
 
 def table(res) -> pd.DataFrame:

@@ -165,10 +165,12 @@ def page_scale_line(exp, res) -> str:
     without results."""
     if res is None:
         return ""
-    rows = [c for c in experiment_claims(exp.name, exp, res) if str(c["scale"]).strip() not in ("", "–", "-")]
+    rows = [c for c in experiment_claims(exp.name, exp, res) if str(c["scale"]).strip() not in ("", "–", "-", "n/a")]
     scales: dict = {}
     for c in rows:  # the claim's own scale, without a label or another page's note appended to it
-        scales.setdefault(str(c["scale"]).split(" · ")[0].split("; collapse page")[0], str(c["section"]))
+        key = str(c["scale"]).split(" · ")[0].split("; collapse page")[0]
+        if key.strip() not in ("", "n/a", "–", "-"):  # a section whose claims have no scale (not run) says nothing
+            scales.setdefault(key, str(c["section"]))
     if len(scales) > 1:
         body = "; ".join(f"§ {sec}: {sc}" for sc, sec in scales.items())
     else:
