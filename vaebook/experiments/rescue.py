@@ -40,6 +40,7 @@ import torch
 
 from vaebook._util import eval_mode, iter_batches, model_device
 from vaebook.data import dataset_spec
+from vaebook.data.noisy import NOISE_PATTERNS
 from vaebook.experiments import _rescue_claims, _rescue_page
 from vaebook.experiments._section6.fid import fid_batch, reference
 from vaebook.experiments._section6.presets import FID_PARAMS
@@ -123,7 +124,7 @@ class Rescue(Experiment):
                                      "(None = all of the run's)"),
         "n_estimate": ParamSpec("int", min=16, max=60_000, allow_none=True, default=None,
                                 doc="noisy training images the partition estimates average over (None = all)"),
-        "noise_pattern": ParamSpec("str", choices=("uniform", "spatial", "conditional", "spatial-conditional"),
+        "noise_pattern": ParamSpec("str", choices=tuple(NOISE_PATTERNS),
                                    allow_none=True, default=None, doc="Table 3's noise pattern"),
         "noise_s2": ParamSpec("float", min=0.0, min_exclusive=True, max=1.0, allow_none=True, default=None,
                               doc="injected noise variance s_x²"),
