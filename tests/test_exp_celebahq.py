@@ -94,3 +94,17 @@ def test_smoke_run_end_to_end(tmp_path):
     assert all(c["status"] == "not run" and "stand-in" in c["evidence"] for c in HQ.claims(res))
     s = HQ.summary(res)
     assert "NOT CelebA-HQ" in s["hq_generated"] and s["hq_helps"] in ("0 of 1", "1 of 1")
+
+
+def test_the_papers_table6_is_shown_as_printed():
+    """The page shows the paper's Table 6 whatever has run: every printed row, in the paper's order, the values as the
+    paper prints them (CSV shared/paper/tables/table6_celebahq.csv), "–" where it prints none."""
+    from vaebook.paper import paper_table
+
+    t = HQ.paper_display()
+    printed = paper_table("table6", as_printed=True)
+    assert list(t.columns) == ["model", "MSE", "FID prior", "FID 2nd VAE", "FID GMM-10", "FID GMM-100"]
+    assert len(t) == len(printed) == 10
+    assert list(t["MSE"]) == list(printed["mse"]) and list(t["FID GMM-100"]) == list(printed["fid_gmm100"])
+    assert list(t.loc[t["model"].isin(["AE", "RAE", "RAE-GP"]), "FID prior"]) == ["–"] * 3  # no prior
+    assert t["model"].iloc[-1] == "Diag-D (MLE)" and t["FID GMM-100"].iloc[-1] == "71.46"

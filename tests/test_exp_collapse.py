@@ -298,6 +298,8 @@ def test_smoke_end_to_end(tmp_path, data_root):
         assert r.J_collapse == pytest.approx(ref["J_collapse"], rel=1e-12)
         assert r.J_opt == pytest.approx(ref["J_opt"], rel=1e-9) and r.active == ref["active"]
     m = json.loads((d / "metrics.json").read_text())
+    # each run records its loss curve for the page's panels: 2 steps make no point (the plateau judged none)
+    assert [r["curve"] for r in m["records"]] == [[], []] and all(r["plateau"]["points"] == 0 for r in m["records"])
     assert m["n_train"] == 128 and m["theory"]["lambda_max"] == pytest.approx(
         float(torch.linalg.eigvalsh(C)[-1]), rel=1e-9)
     s = EXP.summary(lab.load_results(d))

@@ -530,6 +530,8 @@ def test_smoke_end_to_end(data_root, tmp_path):
     assert all(why.startswith("did not train") for why in m["did_not_train"].values())
     assert (nv.CLEAN_UNIT in m["did_not_train"]) != math.isfinite(m.get("clean_estimate_all", float("nan")))
     assert {"constant_floor", "recon_var", "counts"} <= set(m["records"][0])
+    # every model that ran records its loss curve beside its plateau verdict: 2 steps make no point
+    assert all(rec["curve"] == [] and rec["plateau"]["points"] == 0 for rec in m["records"])
     s = EXP.summary(lab.load_results(d))
     assert s["nv_n_train"] == "128" and "128 training images" in s["nv_run"] and s["nv_dnt"] != "n/a"
     assert {c["status"] for c in EXP.claims(lab.load_results(d))} == {"not run"}  # smoke: never a result
@@ -547,3 +549,25 @@ def test_notebook_glue_keys_are_all_glued():
     keys = set(re.findall(r"\{glue:text\}`([^`]+)`", prose))
     assert {"nv_run", "nv_dnt", "nv_diagd_finding", "nv_claims", "nv_band"} <= keys <= set(EXP.summary(None))
     assert "separates noisy from clean" not in prose  # no heading asserts an outcome
+
+
+def test_table3_grids_one_row_per_setting_in_the_papers_order_with_the_seeds_spread():
+    """The compact Table 3 (vaebook.lab.verdict_grid): one setting per pattern and s_x², in the paper's order; a
+    several-seed cell reads its mean; the columns in words; a cell with no value of ours stays empty (not run)."""
+    from vaebook.lab.verdict_grid import grid_html
+
+    long = pd.DataFrame([
+        {"noise_pattern": "spatial", "s_x2": 0.1, "metric": "diagD_SU", "paper": 0.1, "ours": 0.12, "verdict": "match",
+         "reason": "r", "n_seeds": 3, "n_trained": 3, "ours_sd": 0.004},
+        {"noise_pattern": "uniform", "s_x2": 0.1, "metric": "isoI_SU+SL+BU+BL", "paper": 0.1, "ours": 0.11,
+         "verdict": "trend holds", "reason": "r", "n_seeds": 1, "n_trained": 1, "ours_sd": float("nan")},
+        {"noise_pattern": "uniform", "s_x2": 0.01, "metric": "diagD_SU", "paper": 0.017, "ours": float("nan"),
+         "verdict": None, "reason": "not run", "n_seeds": float("nan"), "n_trained": float("nan"),
+         "ours_sd": float("nan")}])
+    g = nv.grid_frame(long)
+    assert list(g["setting"]) == ["uniform, s_x² = 0.01", "uniform, s_x² = 0.1", "spatial, s_x² = 0.1"]
+    assert g["ours"].isna().tolist() == [True, False, False] and g["ours"].iloc[2] == 0.12
+    assert nv.grid_groups(g) == [("Iso-I, Diag-I and Iso-D", ["isoI_SU+SL+BU+BL"]), ("Diag-D", ["diagD_SU"])]
+    assert nv.COLUMN_LABELS["diagI_SU+BU"] == "Diag-I SU+BU" and nv.COLUMN_LABELS["isoD_BU+BL"] == "Iso-D BU+BL"
+    h = grid_html(g, "setting", ["diagD_SU"], nv.COLUMN_LABELS)
+    assert ">Diag-D SU<" in h and ">0.12</span>" in h and "uniform, s_x² = 0.01" not in h

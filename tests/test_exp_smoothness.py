@@ -444,6 +444,7 @@ def test_smoke_end_to_end(tmp_path, data_root):
     st = next(x for x in m["records"] if x["encoding"] == "stochastic" and x["log10"] == 0.0)
     assert det["det_mi_kernel_sigma_z2"] == pytest.approx(st["sigma_z2"])  # the sibling's learned σz²
     assert m["n_train"] == 128 and max(x["steps"] for x in m["records"]) == 2
+    assert all(x["curve"] == [] and x["plateau"]["points"] == 0 for x in m["records"])  # recorded; 2 steps: no point
     s = EXP.summary(lab.load_results(d))
     assert s["sm_n_train"] == "128" and s["sm_x_hi"] == "1" and s["sm_x_lo"] == "0.1"
     assert all(v != "n/a" for k, v in s.items() if k not in ("sm_sz_rho",)), s  # 2 rows: no rank correlation

@@ -279,4 +279,15 @@ def theory_figure(theory: pd.DataFrame, runs: Optional[pd.DataFrame] = None, sig
 
 
 __all__ = ["SUMMARY_KEYS", "summary", "answer", "table1_row_line", "claim_line", "run_line", "outcome_figure",
-           "theory_figure", "TABLE1_LR"]
+           "theory_figure", "TABLE1_LR", "curve_groups"]
+
+
+def curve_groups(res) -> list:
+    """The runs' training loss curves for :func:`vaebook.lab.curve_figure.show_curves`: one group, a panel per run
+    (start, learning rate, seed) in plan order, so the seeds of one start and rate share a row."""
+    recs = (res.metrics.get("records") or []) if res is not None else []
+    if not recs:
+        return []
+    s2 = res.metrics.get("sigma_x2") or 1.0
+    return [(f"the {len(recs)} runs at σx² = {fmt(s2, 'g')}",
+             [(f"{r['init']} start, lr {r['lr']:g}, seed {r['seed']}", r) for r in recs])]

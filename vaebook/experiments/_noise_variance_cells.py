@@ -287,7 +287,7 @@ def records(results: dict) -> list:
                "unit": uid, **({"seed": r["seed"]} if r.get("seed") is not None else {})}
         if "estimates" in r:
             rec["counts"] = dict(r["estimates"]["counts"])
-        for k in ("constant_floor", "recon_var", "running_sigma2_mean", "plateau", "train_s", "from_cache"):
+        for k in ("constant_floor", "recon_var", "running_sigma2_mean", "plateau", "curve", "train_s", "from_cache"):
             if r.get(k) is not None:
                 rec[k] = r[k]
         if r.get("failed"):

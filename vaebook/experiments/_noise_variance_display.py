@@ -13,8 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from vaebook.data import noisy_pattern_partitions
-from vaebook.experiments._noise_variance_cells import (ALTERNATIVE_COLUMNS, COLUMN_ORDER, PATTERNS, REFERENCE_BAND,
-                                                      SEED_COLUMNS)
+from vaebook.experiments._noise_variance_cells import (ALTERNATIVE_COLUMNS, COLUMN_ORDER, COLUMNS, PATTERNS,
+                                                      REFERENCE_BAND, SEED_COLUMNS)
 from vaebook.lab.display import PAGE_IN, fmt, reading_style
 from vaebook.paper import CLEAN_MNIST_VARIANCE
 
@@ -63,6 +63,35 @@ def wide_display(long: Optional[pd.DataFrame]) -> pd.DataFrame:
     w.columns.name = None
     w["noise_pattern"] = pd.Categorical(w["noise_pattern"], PATTERNS, ordered=True)
     return w.sort_values(["noise_pattern", "s_x2"]).reset_index(drop=True)
+
+
+#: the Σx shapes' names as the paper prints them
+SHAPE_NAMES = {"iso-i": "Iso-I", "diag-i": "Diag-I", "iso-d": "Iso-D", "diag-d": "Diag-D"}
+#: Table 3's columns in words: the Σx shape, then the partitions its estimate averages (S/B: small/big digit
+#: classes, U/L: upper/lower half of the image)
+COLUMN_LABELS = {c: f"{SHAPE_NAMES[shape]} {'+'.join(parts)}" for shape, cols in COLUMNS.items() for c, parts in cols}
+#: the compact grids of Table 3: the shapes with one or two columns together, Diag-D's four partitions apart
+GRID_GROUPS = (("Iso-I, Diag-I and Iso-D", [c for s in ("iso-i", "diag-i", "iso-d") for c, _ in COLUMNS[s]]),
+               ("Diag-D", [c for c, _ in COLUMNS["diag-d"]]))
+
+
+def grid_frame(long: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """Table 3 for :func:`vaebook.lab.verdict_grid.show_verdict_grid`: one ``setting`` per noise pattern and s_x²
+    ("spatial, s_x² = 0.1") in the paper's order; ``ours`` is a several-seed cell's mean (its spread is in the cell's
+    reason and in :func:`wide_display`: with it, Diag-D's four columns do not fit the page)."""
+    if long is None or long.empty:
+        return pd.DataFrame(columns=["setting", "metric", "paper", "ours", "verdict", "reason"])
+    d = long.copy()
+    d["_p"] = pd.Categorical(d["noise_pattern"], PATTERNS, ordered=True)
+    d = d.sort_values(["_p", "s_x2"], kind="stable").drop(columns="_p")
+    d["setting"] = [f"{p}, s_x² = {fmt(s, 'g')}" for p, s in zip(d["noise_pattern"], d["s_x2"])]
+    return d.reset_index(drop=True)
+
+
+def grid_groups(grid: pd.DataFrame) -> list:
+    """``[(heading, columns)]`` of :data:`GRID_GROUPS` that ``grid`` has values for."""
+    have = set(grid.loc[grid["ours"].notna(), "metric"]) if len(grid) else set()
+    return [(h, [c for c in cols if c in have]) for h, cols in GRID_GROUPS if any(c in have for c in cols)]
 
 
 def display_table3(long: Optional[pd.DataFrame]) -> pd.DataFrame:

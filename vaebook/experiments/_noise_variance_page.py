@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vaebook.experiments._noise_variance_cells import (CLEAN_UNIT, CONSTANT_FRACTION, RECON_VAR_MIN, REFERENCE_BAND,
-                                                      TREND_MAX_RATIO)
+from vaebook.experiments._noise_variance_cells import (CLEAN_UNIT, CONSTANT_FRACTION, PATTERNS, RECON_VAR_MIN,
+                                                      REFERENCE_BAND, TREND_MAX_RATIO)
 from vaebook.experiments._noise_variance_claims import CLAIMS, claims, rules, run_line, table_of
+from vaebook.experiments._noise_variance_display import SHAPE_NAMES
 from vaebook.lab.compare import verdict_line
 from vaebook.lab.display import fmt
 from vaebook.paper import CLEAN_MNIST_VARIANCE
@@ -109,3 +110,21 @@ def training_time(res) -> str:
                 "reused from the model cache, trained in earlier sittings)" + (f"; {last}" if last else ""))
     return ("these results do not record the models' training time (runs from this revision on record each model's, "
             "also for models reused from the model cache)" + (f"; {last}" if last else ""))
+
+
+
+def curve_groups(res) -> list:
+    """The models' training loss curves for :func:`vaebook.lab.curve_figure.show_curves`: one group per noise
+    pattern (a panel per s_x², shape and, where a cell has several, model seed), then the clean-MNIST reference."""
+    recs = (res.metrics.get("records") or []) if res is not None else []
+    n_seeds = pd.Series([(r.get("pattern"), r.get("s_x2"), r.get("model")) for r in recs]).value_counts().to_dict()
+
+    def title(r) -> str:
+        t = f"{SHAPE_NAMES.get(r['model'], r['model'])}, s_x² = {fmt(r['s_x2'], 'g')}"
+        return t + (f", seed {r['seed']}" if n_seeds.get((r.get("pattern"), r["s_x2"], r["model"]), 1) > 1 else "")
+
+    out = [(f"noisy MNIST, {pattern} pattern", [(title(r), r) for r in recs
+                                                if r.get("kind") != "clean" and r.get("pattern") == pattern])
+           for pattern in PATTERNS]
+    clean = [(f"{SHAPE_NAMES.get(r['model'], r['model'])} on clean MNIST", r) for r in recs if r.get("kind") == "clean"]
+    return [g for g in out + [("the clean-MNIST reference", clean)] if g[1]]

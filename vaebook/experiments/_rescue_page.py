@@ -129,3 +129,17 @@ def summary(res) -> dict:
 
 def _records_train_s(res) -> list:
     return [float(r.get("train_s") or 0.0) for r in ((res.metrics or {}).get("records") or {}).values()]
+
+
+def curve_groups(res) -> list:
+    """The models' training loss curves for :func:`vaebook.lab.curve_figure.show_curves`: MNIST, then noisy MNIST, a
+    panel row per model row (in the run's order) with its seeds side by side."""
+    if res is None:
+        return []
+    m = res.metrics or {}
+    recs, labels, st = list((m.get("records") or {}).values()), m.get("rows") or {}, m.get("settings") or {}
+    order = {row: i for i, row in enumerate(labels)}
+    recs.sort(key=lambda r: (order.get(r["row"], len(order)), int(r["seed"])))
+    noisy = f"noisy MNIST ({st.get('noise_pattern', 'noisy')} pattern, s_x² = {st.get('noise_s2', '?')})"
+    return [(head, [(f"{label(r['row'], labels)}, seed {r['seed']}", r) for r in recs if r.get("kind") == kind])
+            for kind, head in (("mnist", "MNIST"), ("noisy", noisy))]

@@ -245,4 +245,21 @@ def figure_sweep(table: pd.DataFrame, key: str, metrics: Optional[Sequence[str]]
     return fig
 
 
-__all__ = ["summary", "run_line", "train_time_line", "perturbed_decodes", "tsne_panel", "figure_perturbed", "figure_tsne", "figure_sweep", "sweep_groups", "sweep_title"]
+def curve_groups(res, tables: Sequence[str] = ("table1", "tableE8")) -> list:
+    """The models' training loss curves for :func:`vaebook.lab.curve_figure.show_curves`: Table 1's stochastic and
+    deterministic encoders, then Table E.8 (of ``tables``), a panel per model from the largest fixed variance down."""
+    if res is None:
+        return []
+    out = []
+    for table, encoding, head, var in (("table1", "stochastic", "Table 1, stochastic encoder (learned σz²)", "σx²"),
+                                       ("table1", "deterministic", "Table 1, deterministic encoder (σz² = 0)", "σx²"),
+                                       ("tableE8", "stochastic", "Table E.8, σz² fixed, σx² by MLE", "σz²")):
+        recs = sorted((r for r in rules.records(res, table) if r.get("encoding", "stochastic") == encoding),
+                      key=lambda r: -float(r["log10"])) if table in tables else []
+        if recs:
+            out.append((head, [(f"log₁₀ {var} = {float(r['log10']):g}", r) for r in recs]))
+    return out
+
+
+__all__ = ["summary", "run_line", "train_time_line", "perturbed_decodes", "tsne_panel", "figure_perturbed",
+           "figure_tsne", "figure_sweep", "sweep_groups", "sweep_title", "curve_groups"]

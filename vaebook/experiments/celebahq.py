@@ -43,6 +43,21 @@ class CelebAHQ(Generation):
                   for r in results.values() if "reason" not in r}
         run.write_metrics({"ex_post_helps": ex_post_helps(values), "paper_ex_post_helps": self.paper_ex_post_helps()})
 
+    def paper_display(self):
+        """The paper's Table 6 as printed, for its page whether or not a run exists: a row per model in the paper's
+        order (its proposed MLE rows marked "MLE"), a column per metric in words, "–" where the paper prints none
+        (a model without a prior has no prior FID)."""
+        f = self.paper_frame()
+        f = f[f["dataset"] == DATASET]
+        rows, have = list(dict.fromkeys(f["row"])), set(f["metric"])
+        metrics = [m for m in METRIC_LABELS if m in have]
+        w = f.pivot_table(index="row", columns="metric", values="printed", aggfunc="first")
+        w = w.reindex(index=rows, columns=metrics).fillna("–").rename(columns=METRIC_LABELS)
+        names = f.drop_duplicates("row").set_index("row")["model"].str.replace(", ours", "", regex=False)
+        w.insert(0, "model", names.reindex(rows).to_numpy())
+        w.columns.name = None
+        return w.reset_index(drop=True)
+
     def paper_ex_post_helps(self) -> dict:
         """:func:`ex_post_helps` of the paper's Table 6."""
         paper = self.paper_frame()

@@ -29,7 +29,8 @@ objective without its σx²-only constant, E[‖x − μθ(z)‖²/(2σx²) + KL
 (:func:`outcome`): ``collapsed`` when KL < :data:`KL_COLLAPSED` nats *and* the reconstructions ignore the input
 (:func:`~vaebook.metrics.recon.constant_output_reason` non-empty, or MSE within :data:`MSE_BAND` of tr(C)),
 else ``escaped``. ``plateau``: whether the run's training loss curve was flat at its end
-(:func:`vaebook.train.plateau`; the run line counts the flat runs).
+(:func:`vaebook.train.plateau`; the run line counts the flat runs); ``curve``: that curve's points for the page's
+panels (:func:`vaebook.lab.curves.curve_points`).
 
 **Theory beside it** (computed in ``report``, cheap): for Section 4's linear VAE with the data's covariance C
 (:func:`vaebook.theory.collapse.data_covariance` of the training images used) and d_z = 8,
@@ -54,6 +55,7 @@ import torch
 from vaebook.experiments import _collapse_page as page
 from vaebook.experiments import smoothness as sm
 from vaebook.lab import Experiment, ParameterError, ParamSpec, Unit
+from vaebook.lab.curves import curve_points
 from vaebook.lab.display import fmt, pct
 from vaebook.paper import D_Z_SECTION4
 from vaebook.train.curve import plateau, plateau_cell
@@ -179,6 +181,7 @@ class Collapse(Experiment):
         last = tm.history[-1] if tm.history else {}
         rec["steps"], rec["final_train_loss"] = last.get("step", 0), last.get("loss")
         rec["plateau"] = plateau(tm.history)
+        rec["curve"] = curve_points(tm.history)  # [[step, loss], …] for the page's training-curve panels
         rec["train_s"] = tm.meta.get("train_wall_s")
         return {"record": rec}
 

@@ -51,9 +51,11 @@ from vaebook.experiments._noise_variance_cells import (  # noqa: F401  (the page
     results_from_records, row_key, seed_stats, table3, table3_from_records, unit_id)
 from vaebook.experiments._noise_variance_claims import CLAIMS, RULES, claims, run_line  # noqa: F401
 from vaebook.experiments._noise_variance_display import (  # noqa: F401
-    cell_text, display_table3, figure_estimates, figure_vs_reference, wide_display, wide_table)
+    COLUMN_LABELS, GRID_GROUPS, cell_text, display_table3, figure_estimates, figure_vs_reference, grid_frame,
+    grid_groups, wide_display, wide_table)
 from vaebook.experiments._noise_variance_page import summary
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
+from vaebook.lab.curves import curve_points
 from vaebook.metrics.recon import RECON_VAR_MIN, reconstruction_variance
 from vaebook.paper import CLEAN_MNIST_VARIANCE
 from vaebook.train.curve import plateau
@@ -262,6 +264,7 @@ class NoiseVariance(Experiment):
         if not tm.ok:
             return out
         out["plateau"] = plateau(tm.history)  # was the loss curve flat at the end? (vaebook.train.curve)
+        out["curve"] = curve_points(tm.history)  # [[step, loss], …] for the page's training-curve panels
         v = dict(job.variant)
         n = v.pop("n_train", None)
         data = ctx.data(job.dataset, n, None, **v)

@@ -19,7 +19,9 @@ promises for Diag-D:
   ``n_estimate`` training images (:func:`vaebook.experiments.noise_variance.partition_estimates`): Diag-D's MLE is
   that average, so a shape that locates the noise reads clean residual + s_x² in the noisy partitions;
 * its fate: whether the reconstructions depend on the input (:func:`vaebook.metrics.recon.reconstruction_variance`),
-  their mean intensity (black: ≈ 0), and the training time.
+  their mean intensity (black: ≈ 0), and the training time;
+* its training: the loss curve (``curve``, :func:`vaebook.lab.curves.curve_points`) and whether it was flat at its
+  end (``plateau``, :func:`vaebook.train.plateau`).
 
 Units are (dataset, row, model seed); the rows are :data:`MNIST_ROWS` and :data:`NOISY_ROWS`, each a registered
 model with a rescue spec. Model seeds are ``seed``, ``seed + 1``, …; every unit of a seed shares its FID latent draws
@@ -49,12 +51,14 @@ from vaebook.experiments._rescue_figures import strips
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.experiments.noise_variance import partition_estimates
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
+from vaebook.lab.curves import curve_points
 from vaebook.lab.params import SEED_MAX, ParameterError
 from vaebook.metrics.fid import fid_features
 from vaebook.metrics.fid_spread import bootstrap_fid_kid
 from vaebook.metrics.nll import iwae_nll, needs_train_fit, train_fit_sigma2
 from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
 from vaebook.posterior import generate_images, keep_first
+from vaebook.train.curve import plateau
 from vaebook.variance.rescue import build_rescue
 
 #: (row id, registered model, rescue spec, label). Iso-I, Diag-I and Iso-D train without a rescue (none needs one).
@@ -183,6 +187,8 @@ class Rescue(Experiment):
                "final_loss": _final(tm.history, "loss"), "steps": _final(tm.history, "step")}
         if not tm.ok:
             return {**out, "fate": "failed", "reason": tm.reason or "did not train"}
+        # was the loss curve flat at the end (vaebook.train.curve), and its points for the page's panels
+        out["plateau"], out["curve"] = plateau(tm.history), curve_points(tm.history)
         data = self.data(ctx, unit.jobs[0])
         model, bs = tm.model.eval(), 250
         out["device"] = str(tm.meta.get("device", "cpu"))

@@ -16,7 +16,8 @@ MSE = E‖x − μθ(μφ(x))‖² summed over pixels; KL (nats); MI = Eq. (D.1)
 batches (it can not exceed ln of the batch size); expected gaps Δ²(s²) for s² ∈ {1e-2, 1e-3} (Eq. 5);
 ELS **divided by d_z** (= E‖∇μθ‖²_F / d_z, Eq. C.7), the normalisation the printed Table 1 / E.8 values
 follow (their gaps satisfy Δ² ≈ 2·d_z·s²·ELS). Per model also whether its training loss curve reached a
-plateau (:func:`vaebook.train.plateau`: ``plateau`` / ``det_plateau`` columns; the run line counts them), its
+plateau (:func:`vaebook.train.plateau`: ``plateau`` / ``det_plateau`` columns; the run line counts them) and the
+curve's points (``curve`` in its record, for the page's panels: :func:`vaebook.lab.curves.curve_points`), its
 last epoch's mean training loss (``final_loss``) and its training time (``train_s``, from the zoo); per run tr C
 of the training images (``tr_c_train``: the collapsed solution's MSE, which the collapse claims need).
 
@@ -49,6 +50,7 @@ import torch
 from vaebook.experiments import _smoothness_claims as rules
 from vaebook.experiments import _smoothness_page as page
 from vaebook.lab import Experiment, Job, ParameterError, ParamSpec, Unit
+from vaebook.lab.curves import curve_points
 from vaebook.lab.paper import long_rows
 from vaebook.metrics.tsne import tsne_frame
 from vaebook.paper import D_Z_SECTION4
@@ -263,6 +265,7 @@ class Smoothness(Experiment):
         last = tm.history[-1] if tm.history else {}
         rec["final_loss"], rec["steps"] = last.get("loss"), last.get("step", 0)
         rec["plateau"] = plateau(tm.history)
+        rec["curve"] = curve_points(tm.history)  # [[step, loss], …] for the page's training-curve panels
         rec["train_s"] = tm.meta.get("train_wall_s")
         out = {"record": rec, "panel": info["decodes"] or info["tsne"]}
         if info["decodes"]:

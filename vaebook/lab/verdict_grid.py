@@ -59,8 +59,17 @@ def not_run_line(df: pd.DataFrame, key: str, key_label: str = "", key_format: Ca
         return ""
     cells = int(df[df[key].isin(missing)]["paper"].notna().sum())
     names = ", ".join(key_format(k) for k in missing)
-    return (f"Not run here ({len(missing)} of the paper's rows, {cells} printed values): "
+    return (f"Not run here ({len(missing)} of the paper's rows, {cells} printed value{'' if cells == 1 else 's'}): "
             f"{key_label + ' ' if key_label else ''}{names}.")
+
+
+def split_not_run(df: pd.DataFrame, key: str, key_label: str = "", key_format: Callable = str) -> tuple:
+    """``(the rows of the settings with a value of ours, the one line naming the others)``: a table shows the first
+    and says the second in words, rather than carrying rows of "not run" (see :func:`not_run_line`)."""
+    if df is None or df.empty:
+        return df, ""
+    ran, _ = _keys(df, key)
+    return df[df[key].isin(ran)].reset_index(drop=True), not_run_line(df, key, key_label, key_format)
 
 
 def legend_html(df: pd.DataFrame) -> str:
@@ -100,4 +109,4 @@ def show_folded(df: pd.DataFrame, summary: str, precision: int = 3) -> None:
         display(HTML(folded_html(df, summary, precision)))
 
 
-__all__ = ["grid_html", "not_run_line", "legend_html", "show_verdict_grid", "folded_html", "show_folded"]
+__all__ = ["grid_html", "not_run_line", "split_not_run", "legend_html", "show_verdict_grid", "folded_html", "show_folded"]
