@@ -7,6 +7,7 @@ from IPython.display import Markdown, display
 
 from vaebook.experiments._faces_claims import frame
 from vaebook.experiments._faces_figures import sigma2_map
+from vaebook.lab.curve_figure import show_curves as draw_curves
 from vaebook.lab.display import md_escape, reading_style
 
 
@@ -28,3 +29,16 @@ def show_sigma2_map(res) -> bool:
                      "App. G.1), averaged over the colour channels. The white line on the bar is Iso-I's single σx².* "
                      f"({md_escape(res.label)})"))
     return True
+
+
+def show_curves(res) -> bool:
+    """Every model's training loss curve with the plateau rule's windows and verdict (one panel per model seed)."""
+    df = frame(res)
+    if df.empty:
+        return False
+    labels = {k: v["label"] for k, v in ((res.metrics or {}).get("rows") or {}).items()}
+    recs = ((res.metrics or {}).get("records") or {}).values()
+    items = [(f"{labels.get(r['row'], r['row'])}, seed {r['seed']}", r) for r in recs]
+    return draw_curves(res, [("CelebA 64×64", items)],
+                       "The loss is the negative ELBO per face in nats; the MLE rows' includes their log σx² term, "
+                       "so its level is not comparable with σx² = 1's, only its shape.")

@@ -36,12 +36,13 @@ from vaebook.experiments._section6.fid import fid_batch, real_floor, reference
 from vaebook.experiments._section6.presets import FID_PARAMS
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
+from vaebook.lab.curves import curve_points
 from vaebook.lab.params import SEED_MAX, ParameterError
 from vaebook.metrics.fid import fid_features
 from vaebook.metrics.fid_spread import bootstrap_fid_kid
 from vaebook.metrics.recon import constant_output_reason, reconstruction_variance
 from vaebook.posterior import generate_images, keep_first
-from vaebook.train import loss_curve, plateau
+from vaebook.train import plateau
 
 DATASET = "celeba64"
 #: row id -> registered model and its label; the paper's Table 4 row is in :data:`._faces_claims.PAPER`
@@ -132,7 +133,7 @@ class Faces(Experiment):
         out = {"row": info["row"], "seed": int(info["seed"]), "from_cache": bool(tm.from_cache),
                "train_s": float(sum(float(r.get("time_s") or 0.0) for r in tm.history)),
                "steps": _final(tm.history, "step"), "final_loss": _final(tm.history, "loss"),
-               "curve": [[int(s), float(f"{v:.5g}")] for s, v in (loss_curve(tm.history) or [])],
+               "curve": curve_points(tm.history),
                "plateau": plateau(tm.history)}
         if not tm.ok:
             return {**out, "fate": "failed", "reason": tm.reason or "did not train", "eval_s": 0.0}
