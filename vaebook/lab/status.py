@@ -110,12 +110,26 @@ def not_run(claims: Sequence[tuple], why: str = "no results yet") -> list:
 
 
 # -- the page --------------------------------------------------------------------------------------
-def _book_experiments():
+def host_page(exp) -> str:
+    """The page an experiment is shown on: its ``page`` attribute when it is a *section* of another experiment's page
+    (e.g. ``noise_maps`` on ``noise_variance``: no notebook of its own, no line in ``_toc.yml``), else its name."""
+    return getattr(exp, "page", "") or getattr(exp, "name", "")
+
+
+def _book_experiments(sections: bool = True):
+    """``(name, experiment)`` in book order (``_toc.yml``): each page's experiment, then (``sections``) the
+    experiments shown as sections of that page (:func:`host_page`)."""
     from vaebook.lab.page import experiments
     from vaebook.lab.run_all import notebooks
 
     exps = experiments()
-    return [(n, exps[n]) for n in notebooks() if n in exps]
+    out = []
+    for n in notebooks():
+        if n in exps:
+            out.append((n, exps[n]))
+        if sections:
+            out += [(k, e) for k, e in exps.items() if k != n and host_page(e) == n]
+    return out
 
 
 def datasets_run(exp, res) -> list:
@@ -165,7 +179,7 @@ def experiment_claims(name: str, exp, res) -> list:
         if smoke and row["status"] != "not run":
             row["evidence"] = f"{smoke} (the check itself reads {row['status']}: {row['evidence']})"
             row["status"] = "not run"
-        row["page"] = c.get("page") or name
+        row["page"] = c.get("page") or host_page(exp) or name
         rows.append(row)
     return rows
 
@@ -275,7 +289,7 @@ def status_table(results_dir) -> pd.DataFrame:
     """Experiment, table, preset, provenance, cells compared (paper cells we did not run are counted apart, as
     ``not run``) and verdict counts, and a note (smoke = not a result), in book order (``_toc.yml``)."""
     rows = []
-    for name, exp in _book_experiments():
+    for name, exp in _book_experiments(sections=False):  # a section's claims are on the claims table, its page's here
         res = exp.find(results_dir)
         if res is None:
             rows.append({"notebook": name, "table": "–", "preset": "none", "provenance": "no results yet", "cells": 0,
@@ -333,6 +347,6 @@ def verdict_figure(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["CLAIM_STATUSES", "THEORY_KINDS", "objective_contradiction", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "datasets_run", "on_datasets", "experiment_claims", "show_claims",
+__all__ = ["host_page", "CLAIM_STATUSES", "THEORY_KINDS", "objective_contradiction", "tally_status", "noisy_tally_status", "flags_status", "noisy_flags_status", "pct", "claim", "not_run", "datasets_run", "on_datasets", "experiment_claims", "show_claims",
            "claims_table", "claims_display", "status_display", "claim_counts", "theory_counts", "theory_line",
            "status_table", "verdict_figure"]
