@@ -172,14 +172,14 @@ def table(res) -> pd.DataFrame:
         sharp = [v for v in (getattr(r, "per_image_sharpness", None) or []) if v is not None]
         rows.append({
             "model": labels.get(r.row, r.row), "seed": r.seed, "fate": r.fate,
-            "MSE": fmt(r.mse, ".4g") if ok else "–", "paper MSE": fmt(PAPER[r.row]["mse"]),
+            "MSE (paper)": f"{fmt(r.mse, '.4g')} ({fmt(PAPER[r.row]['mse'])})" if ok else "–",
             "sharpness": fmt(sum(sharp) / len(sharp), ".2f") if ok and sharp else "–",
-            "FID prior (bootstrap sd)": f"{fmt(r.fid, '.1f')} ({fmt(r.fid_sd, '.1f')})" if ok else "–",
-            "paper FID": fmt(PAPER[r.row]["fid"]),
+            "prior FID ± sd (paper)": f"{fmt(r.fid, '.1f')} ± {fmt(r.fid_sd, '.1f')} ({fmt(PAPER[r.row]['fid'])})"
+            if ok else "–",
             "KID": fmt(r.kid, ".3f") if ok else "–",
             "σx² (mean)": fmt(r.sigma2["mean"], ".3g") if isinstance(r.sigma2, dict) else "–",
-            "loss curve at the end": (r.plateau or {}).get("verdict", "n/a") if isinstance(r.plateau, dict) else "n/a",
-            "train time": f"{fmt(r.train_s / 60, '.1f')} min"})
+            "loss curve": (r.plateau or {}).get("verdict", "n/a") if isinstance(r.plateau, dict) else "n/a",
+            "train min": fmt(r.train_s / 60, ".1f")})
     return pd.DataFrame(rows)
 
 
