@@ -58,6 +58,20 @@ def test_a_gain_under_the_ten_percent_margin_is_a_tie_not_a_yes():
     assert reads == ["tie", "tie"] and statuses(res)[0] == "inconclusive"
 
 
+def test_sharpness_gain_under_the_margin_is_a_tie():
+    # 5 % more detail: a real difference, but under the 10 % bound (SHARP_MARGIN), so not a yes
+    res = result([record("vae", 120.0, 0.40, 55), record("iso-i", 60.0, 0.42, 80), record("diag-i", 60.0, 0.42, 80)])
+    df = fc.frame(res)
+    assert fc.test(df, "iso-i", "sharpness")["lo"] > 0
+    assert [fc.reading(df, r, "sharpness")[0] for r in fc.MLE_ROWS] == ["tie", "tie"]
+    assert statuses(res)[2] == "inconclusive"
+
+
+def test_records_are_ordered_reference_first():
+    res = result([record("diag-i", 63.5, 0.6, 87.4), record("iso-i", 62.0, 0.6, 82.2), record("vae", 121.9, 0.3, 55.5)])
+    assert list(fc.frame(res)["row"]) == ["vae", "iso-i", "diag-i"]
+
+
 def test_one_row_yes_the_other_tie_is_partly():
     res = result([record("vae", 120.0, 0.3, 55), record("iso-i", 60.0, 0.6, 80), record("diag-i", 118.0, 0.3, 55.2)])
     assert statuses(res)[0] == "partly"
@@ -106,6 +120,7 @@ def test_scale_line_states_the_fraction_of_the_papers_steps():
     assert fc.PAPER_STEPS == 70 * 2544
     s = fc.scale(res)
     assert "300 steps of batch 64 on 9,028 training images" in s and "(0.17 % of the paper's 178,080 steps)" in s
+    assert "1 seed (the intervals cover the test faces" in s
 
 
 def test_status_rule_table():
