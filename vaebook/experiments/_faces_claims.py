@@ -31,6 +31,7 @@ import pandas as pd
 from vaebook.lab.display import fmt
 from vaebook.lab.status import claim, not_run
 from vaebook.metrics.seeds import combine_seeds, paired_items, paired_replicates
+from vaebook.train import plateau
 
 SECTION = "6.1 (Table 4, CelebA 64×64)"
 REF = "vae"
@@ -63,9 +64,19 @@ def frame(res) -> pd.DataFrame:
     tr_c = ((res.metrics or {}).get("settings") or {}).get("tr_c_test")
     df["fate"] = [fate(r, tr_c) for r in recs.values()]
     df["evidence"] = df["fate"] == "trained"
+    df["plateau"] = [judged(r) for r in recs.values()]
     order = {k: i for i, k in enumerate((REF, *MLE_ROWS))}
     return df.sort_values(["seed", "row"], key=lambda c: c.map(order) if c.name == "row" else c,
                           ignore_index=True)
+
+
+def judged(rec: dict) -> dict:
+    """The plateau rule's verdict on the record's stored curve, under this revision's rule (the one recorded at
+    evaluation may come from an older rule); the recorded one when no curve was stored."""
+    pts = rec.get("curve") or []
+    if len(pts) >= 2:
+        return plateau([{"step": s, "loss": v} for s, v in pts if v is not None])
+    return rec.get("plateau") or {}
 
 
 def fate(r: dict, tr_c: Optional[float]) -> str:

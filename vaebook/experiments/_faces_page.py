@@ -37,8 +37,8 @@ def show_curves(res) -> bool:
     if df.empty:
         return False
     labels = {k: v["label"] for k, v in ((res.metrics or {}).get("rows") or {}).items()}
-    recs = ((res.metrics or {}).get("records") or {}).values()
-    items = [(f"{labels.get(r['row'], r['row'])}, seed {r['seed']}", r) for r in recs]
+    items = [(f"{labels.get(r.row, r.row)}, seed {r.seed}", {"curve": r.curve, "plateau": r.plateau})
+             for r in df.itertuples()]  # frame's order, each curve judged under this revision's rule
     return draw_curves(res, [("CelebA 64×64", items)],
                        "The loss is the negative ELBO per face in nats; the MLE rows' includes their log σx² term, "
                        "so its level is not comparable with σx² = 1's, only its shape.")

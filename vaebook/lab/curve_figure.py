@@ -87,6 +87,12 @@ def _panel(ax, title: str, pts: list, p: dict, wrap: int = 28) -> None:
         if means[k] is not None:
             ax.hlines(means[k], a, b, colors=colours[k], lw=2.5, gid=f"mean-{k}")
     ax.plot(steps, loss, color="black", lw=1.3)
+    rest = loss[1:]
+    if len(rest) >= 2 and loss[0] > max(rest) + 3 * (max(rest) - min(rest)):  # a first loss that would flatten the rest
+        r = max(rest) - min(rest) or abs(max(rest)) or 1.0
+        ax.set_ylim(min(rest) - 0.05 * r, max(rest) + 0.15 * r)
+        ax.annotate(f"first point {loss[0]:.3g} (off scale)", (0.03, 0.97), xycoords="axes fraction", ha="left",
+                    va="top", fontsize="small", gid="off-scale")
     ax.set_title("\n".join(textwrap.wrap(title, wrap, break_on_hyphens=False)) or " ")
     ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(4))
@@ -141,7 +147,7 @@ def curve_figure(curves: Mapping[str, object], plateaus: Optional[Mapping[str, O
         pct = f"{100 * share:g} %" if share else "share"
         handles = [Patch(color=c, alpha=0.35, label=lab) for lab, (_, c) in
                    zip((f"first {pct} of logged points", f"second-to-last {pct}", f"last {pct}"), WINDOWS)]
-        handles.append(Line2D([], [], color="0.3", lw=2.5, label="window mean"))
+        handles.append(Line2D([], [], color="0.3", lw=2.5, label="window mean (first: median)"))
         fig.legend(handles=handles, loc="outside lower center", ncol=4 if cols >= 3 else cols, frameon=False)
         if title:
             fig.suptitle("\n".join(textwrap.wrap(title, int(width * 9.5))), fontweight="bold")

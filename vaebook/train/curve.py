@@ -41,8 +41,10 @@ def plateau(curve_or_history, window: float = WINDOW, band: float = BAND, key: s
             min_points: int = MIN_POINTS) -> dict:
     """Whether the loss curve is flat at its end, judged scale-free (losses may be negative: MLE Σx models).
 
-    With ``m = round(window · n)`` of the ``n`` logged points and L_first, L_prev, L_last the mean loss over
-    the first ``m``, the second-to-last ``m`` and the last ``m`` points:
+    With ``m = round(window · n)`` of the ``n`` logged points, L_first the *median* loss over the first ``m``
+    points (a first logged loss thousands of times the rest — an MLE σx² fitted to an untrained decoder — must not
+    make every later change look small) and L_prev, L_last the mean loss over the second-to-last ``m`` and the
+    last ``m`` points:
 
     * ``improvement_last = L_prev − L_last`` (what the last ``window`` of training still gained),
       ``total = L_first − L_last`` (what the run gained);
@@ -71,7 +73,7 @@ def plateau(curve_or_history, window: float = WINDOW, band: float = BAND, key: s
         return out
     y = np.array([v for _, v in pts], dtype=np.float64)
     m = min(max(1, int(round(window * n))), n // 2)
-    first, prev, last = y[:m].mean(), y[n - 2 * m:n - m].mean(), y[n - m:].mean()
+    first, prev, last = float(np.median(y[:m])), y[n - 2 * m:n - m].mean(), y[n - m:].mean()
     imp, total = float(prev - last), float(first - last)
     dd = np.diff(y[n - 2 * m:], 2)
     se = math.sqrt(float(np.mean(dd ** 2)) / 6.0 * 2.0 / m) if len(dd) else 0.0
