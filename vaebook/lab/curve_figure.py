@@ -91,8 +91,8 @@ def _panel(ax, title: str, pts: list, p: dict, wrap: int = 28) -> None:
     if len(rest) >= 2 and loss[0] > max(rest) + 3 * (max(rest) - min(rest)):  # a first loss that would flatten the rest
         r = max(rest) - min(rest) or abs(max(rest)) or 1.0
         ax.set_ylim(min(rest) - 0.05 * r, max(rest) + 0.15 * r)
-        ax.annotate(f"first point {loss[0]:.3g} (off scale)", (0.03, 0.97), xycoords="axes fraction", ha="left",
-                    va="top", fontsize="small", gid="off-scale")
+        ax.annotate(f"first point {loss[0]:.3g} (off scale)", (0.5, 0.03), xycoords="axes fraction", ha="center",
+                    va="bottom", fontsize="small", gid="off-scale")
     ax.set_title("\n".join(textwrap.wrap(title, wrap, break_on_hyphens=False)) or " ")
     ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(4))
