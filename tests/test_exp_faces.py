@@ -119,7 +119,7 @@ def test_scale_line_states_the_fraction_of_the_papers_steps():
     res = result([record("vae", 1, 1, 1)])
     assert fc.PAPER_STEPS == 70 * 2544
     s = fc.scale(res)
-    assert "300 steps of batch 64 on 9,028 training images" in s and "(0.17 % of the paper's 178,080 steps)" in s
+    assert "300 of the paper's 178,080 steps (0.17 %) of batch 64 on 9,028 training images" in s
     assert "1 seed (the intervals cover the test faces" in s
 
 

@@ -146,8 +146,8 @@ def scale(res) -> str:
         return ""
     tr = st.get("train") or {}
     steps, bs = int(tr.get("max_steps") or 0), int(tr.get("batch_size") or 64)
-    return (f"CelebA 64×64 subset: {steps:,} steps of batch {bs} on {int(st['n_train']):,} training images "
-            f"({fmt(100 * steps / PAPER_STEPS, '.2g')} % of the paper's {PAPER_STEPS:,} steps), "
+    return (f"CelebA 64×64 subset: {steps:,} of the paper's {PAPER_STEPS:,} steps ({fmt(100 * steps / PAPER_STEPS, '.2g')} "
+            f"%) of batch {bs} on {int(st['n_train']):,} training images, "
             f"{_seeds(len(st.get('seeds') or []))}, {int(st['n_test']):,} test images, "
             f"FID from {int(st['fid_samples']):,} prior samples ({int(st['fid_dims'])}-d)")
 

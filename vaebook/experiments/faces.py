@@ -69,6 +69,9 @@ class Faces(Experiment):
     name = "faces"
     title = "Faces: σx² = 1 against MLE on CelebA 64×64 (Table 4's CelebA column, CPU scale)"
     presets = PRESETS
+    datasets = (DATASET,)
+    fixed_datasets = ("CelebA 64×64 ('celeba64') only: its claims are Table 4's CelebA column; Table 4 ('generation') "
+                      "takes any registered dataset")
     full_cost = ("The paper trains each model 70 epochs on 162,770 CelebA images (≈ 178,000 steps of batch 64); at the "
                  "≈ 6 s per step two CPU cores take, that is about 12 days per model, so only the GPU presets of the "
                  "generation page (Table 4) run it. The `cpu` preset here: 3 models × 300 steps and their evaluation, "
