@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from vaebook.models import Posterior
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,3 +110,20 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+
+class ConstantModel(torch.nn.Module):
+    """A model whose encoder is deterministic and whose decoder returns one fixed image: every residual is
+    x − image, known exactly (for closed-form checks of the residual statistics)."""
+
+    def __init__(self, image):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.image = image
+
+    def encode(self, x):
+        return Posterior(torch.zeros(x.shape[0], 2), None)
+
+    def decode(self, z):
+        return self.image.expand(z.shape[0], *self.image.shape)

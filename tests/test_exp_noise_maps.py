@@ -15,25 +15,12 @@ from vaebook.experiments import _noise_maps_figures as nf
 from vaebook.experiments import noise_variance as nv
 from vaebook.experiments.noise_maps import EXPERIMENT as EXP
 from vaebook.experiments.noise_maps import example_images, residual_maps
+from conftest import ConstantModel
 
 H = 28
 
 
-class _ConstantModel(torch.nn.Module):
-    """Deterministic encoder, decoder = a fixed image: every residual is x − image, known exactly."""
-
-    def __init__(self, image):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-        self.image = image
-
-    def encode(self, x):
-        from vaebook.models import Posterior
-
-        return Posterior(torch.zeros(x.shape[0], 2), None)
-
-    def decode(self, z):
-        return self.image.expand(z.shape[0], *self.image.shape)
+_ConstantModel = ConstantModel  # tests/conftest.py
 
 
 def _data(n=14, seed=0):

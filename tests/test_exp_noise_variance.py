@@ -13,6 +13,7 @@ import torch
 from vaebook import lab
 from vaebook.experiments import noise_variance as nv
 from vaebook.lab.compare import VERDICTS
+from conftest import ConstantModel
 
 EXP = nv.EXPERIMENT
 REPO = Path(__file__).resolve().parents[1]
@@ -23,21 +24,7 @@ TABLE3_ALL = TABLE3_COLUMNS + list(nv.ALTERNATIVE_COLUMNS)
 
 
 # --- partition averages of the MLE variances --------------------------------------------------------------
-class _ConstantModel(torch.nn.Module):
-    """Deterministic encoder, decoder = a fixed image: the residuals are known exactly."""
-
-    def __init__(self, image):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-        self.image = image
-
-    def encode(self, x):
-        from vaebook.models import Posterior
-
-        return Posterior(torch.zeros(x.shape[0], 2), None)
-
-    def decode(self, z):
-        return self.image.expand(z.shape[0], *self.image.shape)
+_ConstantModel = ConstantModel  # tests/conftest.py
 
 
 def _mle(shape: str, r: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,6 @@ CPU cores (≈ 6 s per step). Run: ``python -m vaebook.lab run faces --preset cp
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -36,7 +35,7 @@ from vaebook.experiments._section6.fid import fid_batch, real_floor, reference
 from vaebook.experiments._section6.presets import FID_PARAMS
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
-from vaebook.lab.curves import curve_points
+from vaebook.lab.curves import curve_points, final_value
 from vaebook.lab.params import SEED_MAX, ParameterError
 from vaebook.metrics.fid import fid_features
 from vaebook.metrics.fid_spread import bootstrap_fid_kid
@@ -135,7 +134,7 @@ class Faces(Experiment):
         tm = ctx.model(unit.jobs[0])
         out = {"row": info["row"], "seed": int(info["seed"]), "from_cache": bool(tm.from_cache),
                "train_s": float(sum(float(r.get("time_s") or 0.0) for r in tm.history)),
-               "steps": _final(tm.history, "step"), "final_loss": _final(tm.history, "loss"),
+               "steps": final_value(tm.history, "step"), "final_loss": final_value(tm.history, "loss"),
                "curve": curve_points(tm.history),
                "plateau": plateau(tm.history)}
         if not tm.ok:
@@ -195,10 +194,6 @@ class Faces(Experiment):
     def summary(self, res) -> dict:
         return _faces_claims.summary(res)
 
-
-def _final(history: list, key: str):
-    v = history[-1].get(key) if history else None
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 EXPERIMENT = Faces()

@@ -35,7 +35,6 @@ prior samples, 2048-d). Run: ``python -m vaebook.lab run rescue --preset cpu --d
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -51,7 +50,7 @@ from vaebook.experiments._rescue_figures import strips
 from vaebook.experiments.lowrank import recon_stats
 from vaebook.experiments.noise_variance import partition_estimates
 from vaebook.lab import Experiment, Job, ParamSpec, Unit
-from vaebook.lab.curves import curve_points
+from vaebook.lab.curves import curve_points, final_value
 from vaebook.lab.params import SEED_MAX, ParameterError
 from vaebook.metrics.fid import fid_features
 from vaebook.metrics.fid_spread import bootstrap_fid_kid
@@ -184,7 +183,7 @@ class Rescue(Experiment):
         out = {"kind": info["kind"], "row": info["row"], "seed": int(info["seed"]), "from_cache": bool(tm.from_cache),
                "rescue": ROWS[info["row"]]["rescue"],
                "train_s": float(sum(float(r.get("time_s") or 0.0) for r in tm.history)),
-               "final_loss": _final(tm.history, "loss"), "steps": _final(tm.history, "step")}
+               "final_loss": final_value(tm.history, "loss"), "steps": final_value(tm.history, "step")}
         if not tm.ok:
             return {**out, "fate": "failed", "reason": tm.reason or "did not train"}
         # was the loss curve flat at the end (vaebook.train.curve), and its points for the page's panels
@@ -281,10 +280,6 @@ def model_kwargs(row: str) -> dict:
     kw = {"rescue": ROWS[row]["rescue"]}
     return {**kw, "warmup_steps": 0} if ROWS[row]["model"] == "mle-diag-d" else kw
 
-
-def _final(history: list, key: str):
-    v = history[-1].get(key) if history else None
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 @torch.no_grad()

@@ -26,4 +26,11 @@ def curve_points(history, key: str = "loss", digits: int = DIGITS) -> Optional[l
     return [[int(s), float(f"{v:.{digits}g}") if math.isfinite(v) else None] for s, v in pts]
 
 
-__all__ = ["DIGITS", "curve_points"]
+
+def final_value(history: list, key: str) -> Optional[float]:
+    """``key`` of a run's last epoch record (e.g. its last ``step`` or ``loss``); None when absent or not finite."""
+    v = history[-1].get(key) if history else None
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+__all__ = ["DIGITS", "curve_points", "final_value"]
