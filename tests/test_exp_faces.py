@@ -123,6 +123,11 @@ def test_scale_line_states_the_fraction_of_the_papers_steps():
     assert "1 seed (the intervals cover the test faces" in s
 
 
+def test_paper_values_are_read_from_table4_csv():
+    assert fc.PAPER == {"vae": {"mse": 121.91, "fid": 55.46}, "iso-i": {"mse": 62.02, "fid": 82.20},
+                        "diag-i": {"mse": 63.51, "fid": 87.44}}
+
+
 def test_status_rule_table():
     assert fc.status(["yes", "yes"]) == "holds"
     assert fc.status(["yes", "tie"]) == "partly"
